@@ -1,0 +1,309 @@
+"""The carelink command line: parses arguments, calls one library function, maps errors to exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from carelink import __version__
+from carelink.errors import EXIT_USAGE, CarelinkError
+
+log = logging.getLogger("carelink")
+
+
+def _configure_logging(verbose: bool, json_logs: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if json_logs:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    for noisy in ("splink", "py4j"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                           "message": record.getMessage()})
+
+
+def handle_errors(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a ``CarelinkError`` into a one-line message and its exit code (a traceback only with --debug)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        try:
+            return function(*args, **kwargs)
+        except CarelinkError as exc:
+            if ctx.find_root().params.get("debug"):
+                raise
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group()
+@click.version_option(__version__, prog_name="carelink")
+@click.option("--verbose", "-v", is_flag=True, help="Log each step (INFO level).")
+@click.option("--json-logs", is_flag=True, help="Log as JSON lines, for schedulers.")
+@click.option("--debug", is_flag=True, help="Show a traceback on error.")
+def main(verbose: bool, json_logs: bool, debug: bool) -> None:
+    """carelink: link partner extracts into one pseudonymised, consent-aware dataset.
+
+    Example:
+
+        carelink synth --people 5000 --out demo && carelink run demo/pipeline.yaml --workspace ws
+    """
+    _configure_logging(verbose, json_logs)
+
+
+config_argument = click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+workspace_option = click.option("--workspace", "-w", required=True, type=click.Path(file_okay=False, path_type=Path),
+                                help="Workspace folder (runs, state, keys).")
+
+
+@main.command()
+@click.option("--people", default=5000, show_default=True, type=click.IntRange(1, 20_000_000), help="People to generate.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed (same seed, same files).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@handle_errors
+def synth(people: int, seed: int, out: Path) -> None:
+    """Generate a synthetic partnership: five extracts, activity, truth.csv and pipeline.yaml.
+
+    Example:
+
+        carelink synth --people 10000 --seed 7 --out demo
+    """
+    from carelink.synth import generate_partnership
+
+    summary = generate_partnership(out, people=people, seed=seed)
+    total = sum(summary.records_per_source.values())
+    click.echo(f"wrote {total:,} records of {summary.people:,} people to {out}")
+    for source, count in summary.records_per_source.items():
+        click.echo(f"  {source:<12} {count:>9,}")
+    click.echo(f"next: carelink run {out / 'pipeline.yaml'} --workspace WORKSPACE")
+
+
+@main.command()
+@config_argument
+@workspace_option
+@click.option("--retrain", is_flag=True, help="Train a new model even when one exists.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Also score the result against a truth file.")
+@handle_errors
+def run(config: Path, workspace: Path, retrain: bool, truth: Path | None) -> None:
+    """Run every stage (ingest, pseudonymise, link, export) in a new run; publish it only if all pass.
+
+    Example:
+
+        carelink run demo/pipeline.yaml --workspace ws --truth demo/truth.csv
+    """
+    from carelink.config import load_config
+    from carelink.link.evaluate import evaluate_run
+    from carelink.pipeline import run_all
+    from carelink.workspace import Workspace
+
+    report = run_all(load_config(config), Workspace(workspace), retrain=retrain)
+    scores = evaluate_run(report.run.folder, truth) if truth else None
+    click.echo(_summary(report, scores))
+
+
+def _stage_command(stage: str) -> Callable[..., None]:
+    @config_argument
+    @workspace_option
+    @handle_errors
+    def command(config: Path, workspace: Path, **options: Any) -> None:
+        from carelink.config import load_config
+        from carelink.pipeline import RunReport, run_stage
+        from carelink.workspace import Workspace
+
+        space = Workspace(workspace)
+        with space.lock():
+            run_ = space.new_run() if stage == "ingest" else space.latest_run()
+            report = RunReport(run_)
+            run_stage(stage, load_config(config), space, run_, report, retrain=options.get("retrain", False))
+            if stage == "export":
+                space.publish(run_)
+        click.echo(f"{stage}: done in {report.timings[stage]:.1f} s (run {run_.run_id})")
+
+    command.__doc__ = f"""Run the {stage} stage only ({'starts a new run' if stage == 'ingest' else 'continues the latest run'}).
+
+    Example:
+
+        carelink {stage} demo/pipeline.yaml --workspace ws
+    """
+    return command
+
+
+for _stage in ("ingest", "pseudonymise", "export"):
+    main.command(name=_stage)(_stage_command(_stage))
+main.command(name="link")(click.option("--retrain", is_flag=True, help="Train a new model.")(_stage_command("link")))
+
+
+@main.command()
+@workspace_option
+@click.option("--truth", required=True, type=click.Path(dir_okay=False, path_type=Path), help="source,record_id,entity_id CSV.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def evaluate(workspace: Path, truth: Path, as_json: bool) -> None:
+    """Score the workspace's current person assignment against a truth file (pairwise precision, recall, F1).
+
+    Example:
+
+        carelink evaluate --workspace ws --truth demo/truth.csv --json
+    """
+    from carelink.link.evaluate import evaluate_run
+    from carelink.workspace import Workspace
+
+    space = Workspace(workspace)
+    current = space.current_run() or space.latest_run()
+    scores = evaluate_run(current.folder, truth)
+    if as_json:
+        click.echo(json.dumps(scores, indent=2, sort_keys=True))
+    else:
+        click.echo(_scores_line(scores))
+
+
+@main.command()
+@click.argument("export_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@handle_errors
+def verify(export_dir: Path) -> None:
+    """Check an export folder's files against its manifest checksums and schemas.
+
+    Example:
+
+        carelink verify ws/runs/RUN/export/cct_analytics/planning
+    """
+    from carelink.errors import IntegrityError
+    from carelink.export.stage import verify_export
+
+    problems = verify_export(export_dir)
+    if problems:
+        raise IntegrityError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    click.echo(f"{export_dir}: verified")
+
+
+@main.command()
+@workspace_option
+@click.option("--last", default=10, show_default=True, type=click.IntRange(1, 1000), help="How many runs to show.")
+@handle_errors
+def status(workspace: Path, last: int) -> None:
+    """Show the last runs of a workspace and which one is current.
+
+    Example:
+
+        carelink status --workspace ws
+    """
+    from carelink.tables import read_json
+    from carelink.workspace import Workspace
+
+    space = Workspace(workspace)
+    current = space.current_run()
+    for run_ in space.runs_newest_first()[:last]:
+        manifest_path = run_.folder / "manifest.json"
+        manifest = read_json(manifest_path) if manifest_path.is_file() else {}
+        marker = "*" if current and current.run_id == run_.run_id else " "
+        people = manifest.get("counts", {}).get("people")
+        total = sum(manifest.get("timings_seconds", {}).values())
+        click.echo(f"{marker} {run_.run_id}  {manifest.get('status', 'incomplete'):<10} people={people}  {total:.1f} s")
+
+
+@main.group()
+def keys() -> None:
+    """Create, show and rotate key files (encrypted at rest; passphrase from CARELINK_PASSPHRASE or a file)."""
+
+
+passphrase_file_option = click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
+                                      help="File holding the passphrase (default: $CARELINK_PASSPHRASE).")
+
+
+@keys.command("new")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(["linkage", "export"]), default="linkage", show_default=True)
+@passphrase_file_option
+@handle_errors
+def keys_new(path: Path, kind: str, passphrase_file: Path | None) -> None:
+    """Create a new key file (mode 0600).
+
+    Example:
+
+        CARELINK_PASSPHRASE=... carelink keys new keys/linkage.key --kind linkage
+    """
+    from carelink.keys import new_key_file, resolve_passphrase
+
+    key = new_key_file(path, kind, resolve_passphrase(passphrase_file=passphrase_file))
+    click.echo(f"created {kind} key {key.key_id} in {path}")
+
+
+@keys.command("show")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@handle_errors
+def keys_show(path: Path) -> None:
+    """Show a key file's kind, key ID and creation date (no passphrase needed; never the key).
+
+    Example:
+
+        carelink keys show keys/linkage.key
+    """
+    from carelink.keys import describe_key_file
+
+    for name, value in describe_key_file(path).items():
+        click.echo(f"{name}: {value}")
+
+
+@keys.command("rotate")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@passphrase_file_option
+@handle_errors
+def keys_rotate(path: Path, passphrase_file: Path | None) -> None:
+    """Replace a key with a new one, keeping the old file as ``<name>.<key id>.retired``.
+
+    Example:
+
+        carelink keys rotate keys/linkage.key
+    """
+    from carelink.keys import rotate_key_file, resolve_passphrase
+
+    key, retired = rotate_key_file(path, resolve_passphrase(passphrase_file=passphrase_file))
+    click.echo(f"new key {key.key_id} in {path}; old key kept in {retired}")
+
+
+def _scores_line(scores: dict) -> str:
+    return (f"pairwise precision {scores['precision']:.4f}  recall {scores['recall']:.4f}  F1 {scores['f1']:.4f}  "
+            f"({scores['false_links']:,} false links, {scores['missed_links']:,} missed, "
+            f"{scores['records_scored']:,} records scored)")
+
+
+def _summary(report: Any, scores: dict | None) -> str:
+    lines = [f"run {report.run.run_id} succeeded and is now current", "", "source          rows in  standardised  quarantined"]
+    for result in report.ingest:
+        r = result.records
+        lines.append(f"{result.source:<14} {r.rows_in:>8,}  {r.rows_standardised:>12,}  {r.rows_quarantined:>11,}")
+    link = report.link
+    lines += ["", f"people found: {link.people:,} from {link.records:,} records "
+              f"({link.edges:,} scored pairs; model {'trained' if link.trained else 'loaded'})"]
+    spread = "  ".join(f"{k} source{'s' if k > 1 else ''}: {v:,}" for k, v in report.people_by_source_count.items())
+    lines.append(f"people by number of sources: {spread}")
+    for e in report.exports:
+        lines.append(f"export {e.recipient}/{e.purpose}: {e.people:,} people ({e.people_withheld:,} withheld), "
+                     f"{e.activity_rows:,} activity rows")
+    if scores:
+        lines += ["", "linkage against truth: " + _scores_line(scores)]
+    timings = "  ".join(f"{stage} {seconds:.1f}s" for stage, seconds in report.timings.items())
+    lines += ["", f"time: {timings}", f"outputs: {report.run.folder}"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(standalone_mode=True) or EXIT_USAGE)

@@ -1,0 +1,310 @@
+"""Pipeline configuration: YAML validated into frozen, typed objects.
+
+Every error names the file and the key at fault. Paths in a config are relative to the config file and may not
+point outside its folder (a config must not be able to read ``/etc/passwd`` or another partner's extract).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from carelink.errors import ConfigError
+
+SOURCE_KINDS = ("health", "social_care", "voluntary")
+FORMATS = ("csv", "parquet")
+#: Canonical person fields a source may map. ``record_id`` is required.
+PERSON_FIELDS = (
+    "record_id",
+    "nhs_number",
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "sex",
+    "address",
+    "postcode",
+)
+CONSENT_FIELDS = (
+    "ndop_opt_out",
+    "ndop_opt_out_date",
+    "type1_opt_out",
+    "type1_opt_out_date",
+    "shared_care_consent",
+    "shared_care_consent_date",
+    "research_consent",
+    "research_consent_date",
+    "sensitive_category",
+)
+ACTIVITY_FIELDS = ("record_id", "activity_date", "activity_type")
+PURPOSES = ("direct_care", "planning", "research")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One extract file: where it is and how to read it."""
+
+    path: Path
+    format: str = "csv"
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    date_formats: tuple[str, ...] = ("%Y-%m-%d",)
+    columns: dict[str, str] = field(default_factory=dict)  # canonical field -> column in the extract
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A partner's extract and how it maps onto the canonical schema."""
+
+    name: str
+    kind: str
+    table: TableSpec
+    activity: TableSpec | None = None
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One recipient and the purpose it receives data for."""
+
+    recipient: str
+    purpose: str
+
+
+@dataclass(frozen=True)
+class KeysConfig:
+    """Where the keys are; ``None`` paths mean carelink creates them in the workspace."""
+
+    linkage: Path | None = None
+    export: Path | None = None
+    passphrase_env: str = "CARELINK_PASSPHRASE"
+    passphrase_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class LinkageConfig:
+    """Linkage settings."""
+
+    threshold: float = 0.95
+    model: Path | None = None
+    max_comparisons: int = 200_000_000
+    u_max_pairs: int = 2_000_000
+    engine: str = "duckdb"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The resolved pipeline configuration."""
+
+    path: Path
+    partnership: str
+    reference_date: dt.date
+    sources: tuple[SourceConfig, ...]
+    exports: tuple[ExportConfig, ...]
+    keys: KeysConfig
+    linkage: LinkageConfig
+
+    @property
+    def folder(self) -> Path:
+        """The folder the config file is in; relative paths resolve against it."""
+        return self.path.parent
+
+    def source(self, name: str) -> SourceConfig:
+        """Return the source called ``name``."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise ConfigError(self.path, "sources", f"no source named {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as plain JSON-able data (for run manifests)."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+    def digest(self) -> str:
+        """SHA-256 of the resolved config, for manifests and model metadata."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+class _Reader:
+    """Reads typed values out of a YAML mapping, naming the file and key in every error."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.path, key, problem)
+
+    def mapping(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {type(value).__name__}")
+        return value
+
+    def known_keys(self, data: dict[str, Any], key: str, allowed: tuple[str, ...]) -> None:
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise self.fail(f"{key}.{unknown[0]}" if key else unknown[0], f"unknown key (allowed: {', '.join(allowed)})")
+
+    def string(self, data: dict[str, Any], name: str, key: str, *, default: str | None = None) -> str:
+        value = data.get(name, default)
+        if value is None:
+            raise self.fail(f"{key}.{name}" if key else name, "is required")
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{key}.{name}" if key else name, "must be a non-empty string")
+        return value
+
+    def choice(self, data: dict[str, Any], name: str, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(data, name, key, default=default)
+        if value not in choices:
+            raise self.fail(f"{key}.{name}", f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def number(self, data: dict[str, Any], name: str, key: str, default: float, *, lo: float, hi: float) -> float:
+        value = data.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise self.fail(f"{key}.{name}", f"must be a number from {lo} to {hi}")
+        return value
+
+    def inside_path(self, value: Any, key: str, *, must_exist: bool = True) -> Path:
+        """Resolve a path relative to the config folder, refusing one that escapes it."""
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(key, "must be a path")
+        folder = self.path.parent.resolve()
+        resolved = (folder / value).resolve()
+        if not resolved.is_relative_to(folder):
+            raise self.fail(key, f"path {value!r} points outside the config's folder")
+        if must_exist and not resolved.exists():
+            raise self.fail(key, f"file {value!r} does not exist")
+        return resolved
+
+
+def _table(reader: _Reader, data: dict[str, Any], key: str, fields: tuple[str, ...], required: tuple[str, ...]) -> TableSpec:
+    allowed = ("path", "format", "encoding", "delimiter", "date_format", "columns")
+    reader.known_keys(data, key, allowed + ("name", "kind", "activity"))
+    path = reader.inside_path(data.get("path"), f"{key}.path")
+    fmt = reader.choice(data, "format", key, FORMATS, default=path.suffix.lstrip(".") or "csv")
+    encoding = reader.string(data, "encoding", key, default="utf-8")
+    try:
+        "".encode(encoding)
+    except LookupError:
+        raise reader.fail(f"{key}.encoding", f"unknown encoding {encoding!r}") from None
+    delimiter = reader.string(data, "delimiter", key, default=",")
+    if len(delimiter) != 1:
+        raise reader.fail(f"{key}.delimiter", "must be a single character")
+    raw_formats = data.get("date_format", "%Y-%m-%d")
+    formats = (raw_formats,) if isinstance(raw_formats, str) else raw_formats
+    if not isinstance(formats, (list, tuple)) or not formats or not all(isinstance(f, str) and "%" in f for f in formats):
+        raise reader.fail(f"{key}.date_format", "must be a strftime format such as '%d/%m/%Y', or a list of them")
+    columns = reader.mapping(data.get("columns"), f"{key}.columns")
+    for canonical, column in columns.items():
+        if canonical not in fields:
+            raise reader.fail(f"{key}.columns.{canonical}", f"not a canonical field (allowed: {', '.join(fields)})")
+        if not isinstance(column, str) or not column:
+            raise reader.fail(f"{key}.columns.{canonical}", "must name a column of the extract")
+    for needed in required:
+        if needed not in columns:
+            raise reader.fail(f"{key}.columns.{needed}", "is required")
+    if len(set(columns.values())) != len(columns):
+        raise reader.fail(f"{key}.columns", "two canonical fields map to the same column")
+    return TableSpec(path, fmt, encoding, delimiter, tuple(formats), dict(columns))
+
+
+def _source(reader: _Reader, data: Any, index: int) -> SourceConfig:
+    key = f"sources[{index}]"
+    data = reader.mapping(data, key)
+    name = reader.string(data, "name", key)
+    if not name.replace("_", "").isalnum():
+        raise reader.fail(f"{key}.name", "may hold only letters, digits and underscores")
+    kind = reader.choice(data, "kind", key, SOURCE_KINDS, default="health")
+    table = _table(reader, data, key, PERSON_FIELDS + CONSENT_FIELDS, ("record_id",))
+    activity = None
+    if data.get("activity") is not None:
+        activity_data = reader.mapping(data["activity"], f"{key}.activity")
+        activity_data.setdefault("date_format", data.get("date_format", "%Y-%m-%d"))
+        activity_data.setdefault("encoding", table.encoding)
+        activity = _table(reader, activity_data, f"{key}.activity", ACTIVITY_FIELDS, ACTIVITY_FIELDS)
+    return SourceConfig(name, kind, table, activity)
+
+
+def load_config(path: Path | str) -> PipelineConfig:
+    """Load and validate a pipeline YAML file."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise ConfigError(path, None, "config file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        problem = str(exc).splitlines()[0]
+        raise ConfigError(path, None, f"not valid YAML: {problem}") from None
+    reader = _Reader(path)
+    data = reader.mapping(data, "(top level)")
+    reader.known_keys(data, "", ("partnership", "reference_date", "sources", "exports", "keys", "linkage"))
+    partnership = reader.string(data, "partnership", "")
+    reference_date = _reference_date(reader, data.get("reference_date"))
+    raw_sources = data.get("sources")
+    if not isinstance(raw_sources, list) or not raw_sources:
+        raise reader.fail("sources", "must be a non-empty list")
+    sources = tuple(_source(reader, item, i) for i, item in enumerate(raw_sources))
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise reader.fail("sources", "two sources share a name")
+    exports = tuple(_export(reader, item, i) for i, item in enumerate(data.get("exports") or []))
+    return PipelineConfig(
+        path=path,
+        partnership=partnership,
+        reference_date=reference_date,
+        sources=sources,
+        exports=exports,
+        keys=_keys(reader, data.get("keys") or {}),
+        linkage=_linkage(reader, data.get("linkage") or {}),
+    )
+
+
+def _reference_date(reader: _Reader, value: Any) -> dt.date:
+    if value is None:
+        return dt.date.today()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise reader.fail("reference_date", "must be a date such as 2026-11-01") from None
+
+
+def _export(reader: _Reader, data: Any, index: int) -> ExportConfig:
+    key = f"exports[{index}]"
+    data = reader.mapping(data, key)
+    reader.known_keys(data, key, ("recipient", "purpose"))
+    recipient = reader.string(data, "recipient", key)
+    if not recipient.replace("_", "").replace("-", "").isalnum():
+        raise reader.fail(f"{key}.recipient", "may hold only letters, digits, '-' and '_'")
+    return ExportConfig(recipient, reader.choice(data, "purpose", key, PURPOSES, default="planning"))
+
+
+def _keys(reader: _Reader, data: Any) -> KeysConfig:
+    data = reader.mapping(data, "keys")
+    reader.known_keys(data, "keys", ("linkage", "export", "passphrase_env", "passphrase_file"))
+    paths = {name: reader.inside_path(data[name], f"keys.{name}") if data.get(name) else None for name in ("linkage", "export", "passphrase_file")}
+    return KeysConfig(
+        linkage=paths["linkage"],
+        export=paths["export"],
+        passphrase_env=reader.string(data, "passphrase_env", "keys", default="CARELINK_PASSPHRASE"),
+        passphrase_file=paths["passphrase_file"],
+    )
+
+
+def _linkage(reader: _Reader, data: Any) -> LinkageConfig:
+    data = reader.mapping(data, "linkage")
+    reader.known_keys(data, "linkage", ("threshold", "model", "max_comparisons", "u_max_pairs", "engine"))
+    model = reader.inside_path(data["model"], "linkage.model", must_exist=False) if data.get("model") else None
+    return LinkageConfig(
+        threshold=reader.number(data, "threshold", "linkage", 0.95, lo=0.5, hi=0.999999),
+        model=model,
+        max_comparisons=int(reader.number(data, "max_comparisons", "linkage", 200_000_000, lo=1, hi=1e12)),
+        u_max_pairs=int(reader.number(data, "u_max_pairs", "linkage", 2_000_000, lo=1e4, hi=1e9)),
+        engine=reader.choice(data, "engine", "linkage", ("duckdb", "spark"), default="duckdb"),
+    )

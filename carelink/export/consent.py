@@ -1,0 +1,102 @@
+"""Consent resolution across a person's records, and the per-purpose rules that use it.
+
+Rules (documented in the README and the data dictionary):
+
+- Opt-outs (National Data Opt-out, GP Type 1 objection) are *sticky*: a ``True`` from any source applies; the
+  latest dated statement is reported as the one that decided.
+- Shared-care consent and research consent are *statements*: the latest dated statement wins; an undated
+  statement loses to any dated one; among undated ones, a refusal or withdrawal wins over a grant (fail safe).
+- Sensitive-category markers are sticky like opt-outs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+#: Consent columns carried on every node (see ``pseudonymise.features.PASSED_THROUGH``).
+STICKY = ("ndop_opt_out", "type1_opt_out", "sensitive_category")
+_NEGATIVE_FIRST = {"refused": 0, "withdrawn": 0, "granted": 1}
+
+
+def _last_where(value: pl.Expr, condition: pl.Expr, order: list[pl.Expr]) -> pl.Expr:
+    """Within a group: ``value`` of the last row (by ``order``) where ``condition`` holds."""
+    return value.sort_by(order, nulls_last=False).filter(condition.sort_by(order, nulls_last=False)).last()
+
+
+def _sticky(flag: str, date_column: str | None) -> list[pl.Expr]:
+    """Any True wins; the decider is the latest dated True (else any True record's source)."""
+    is_true = pl.col(flag).fill_null(False)
+    order = [pl.col(date_column).is_not_null(), pl.col(date_column), pl.col("source")] if date_column else [pl.col("source")]
+    expressions = [is_true.any().alias(flag), _last_where(pl.col("source"), is_true, order).alias(f"{flag}_source")]
+    if date_column:
+        expressions.append(pl.col(date_column).filter(is_true).max().alias(f"{flag}_date"))
+    return expressions
+
+
+def _statement(value: str, date_column: str, rank: pl.Expr) -> list[pl.Expr]:
+    """The latest dated statement wins; undated ones lose to dated; ties go to the more restrictive value."""
+    stated = pl.col(value).is_not_null()
+    order = [pl.col(date_column).is_not_null(), pl.col(date_column), rank, pl.col("source")]
+    return [
+        _last_where(pl.col(value), stated, order).alias(value),
+        _last_where(pl.col(date_column), stated, order).alias(f"{value}_date"),
+        _last_where(pl.col("source"), stated, order).alias(f"{value}_source"),
+    ]
+
+
+def resolve_consent(records: pl.DataFrame) -> pl.DataFrame:
+    """One row per ``person_id`` with resolved flags and the source (and date) that decided each."""
+    shared_rank = -pl.col("shared_care_consent").replace_strict(_NEGATIVE_FIRST, default=1, return_dtype=pl.Int8)
+    research_rank = pl.col("research_consent").cast(pl.Int8).fill_null(1) * -1
+    return records.group_by("person_id").agg(
+        *_sticky("ndop_opt_out", "ndop_opt_out_date"),
+        *_sticky("type1_opt_out", "type1_opt_out_date"),
+        *_sticky("sensitive_category", None),
+        *_statement("shared_care_consent", "shared_care_consent_date", shared_rank),
+        *_statement("research_consent", "research_consent_date", research_rank),
+    )
+
+
+@dataclass(frozen=True)
+class PurposeRules:
+    """What one purpose includes: people filters and activity filters."""
+
+    name: str
+    description: str
+    honours_ndop: bool
+    honours_type1: bool
+    requires_shared_care_consent_not_refused: bool
+    requires_research_consent: bool
+    excludes_sensitive: bool
+    record_map: bool
+
+
+PURPOSES = {
+    "direct_care": PurposeRules(
+        "direct_care", "Care co-ordination for the person: the National Data Opt-out does not apply; a shared-care "
+        "objection (refused or withdrawn) withholds the person.", False, False, True, False, False, True),
+    "planning": PurposeRules(
+        "planning", "Service planning: National Data Opt-out withholds the person; a GP Type 1 objection withholds "
+        "GP-sourced activity; sensitive categories are withheld.", True, True, False, False, True, False),
+    "research": PurposeRules(
+        "research", "Approved research: explicit research consent is required; opt-outs and sensitive categories "
+        "withhold.", True, True, False, True, True, False),
+}
+
+
+def withheld_reasons(people: pl.DataFrame, rules: PurposeRules) -> pl.DataFrame:
+    """Per person, the first reason the purpose withholds them (null when included)."""
+    reason = pl.lit(None, dtype=pl.String)
+    checks: list[tuple[bool, pl.Expr, str]] = [
+        (rules.requires_research_consent, pl.col("research_consent").fill_null(False).not_(), "no research consent"),
+        (rules.excludes_sensitive, pl.col("sensitive_category"), "sensitive category"),
+        (rules.honours_ndop, pl.col("ndop_opt_out"), "National Data Opt-out"),
+        (rules.requires_shared_care_consent_not_refused,
+         pl.col("shared_care_consent").is_in(["refused", "withdrawn"]).fill_null(False), "shared-care objection"),
+    ]
+    for applies, condition, label in reversed(checks):
+        if applies:
+            reason = pl.when(condition).then(pl.lit(label)).otherwise(reason)
+    return people.select("person_id", reason.alias("withheld_reason"))

@@ -1,0 +1,256 @@
+"""The ingest stage: one partner extract → standardised records, quarantine and a validation summary.
+
+Invariant, checked every run: rows in = rows standardised + rows quarantined, for person and activity files alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandera.errors
+import polars as pl
+
+from carelink.config import SourceConfig, TableSpec
+from carelink.errors import DataQualityError, InputFileError
+from carelink.ingest import standardise as st
+from carelink.ingest.readers import RAW, ROW, RawChunk, read_table
+from carelink.ingest.schema import SCHEMA_VERSION, StandardisedActivity, StandardisedRecord
+from carelink.tables import file_sha256, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+_TRUE = ("Y", "YES", "TRUE", "T", "1", "OPTED OUT", "OPT OUT", "OBJECTED", "DISSENT")
+_FALSE = ("N", "NO", "FALSE", "F", "0", "NOT OPTED OUT", "NONE")
+_SHARED_CARE = {
+    "GRANTED": "granted", "CONSENTED": "granted", "CONSENT": "granted", "YES": "granted", "Y": "granted",
+    "WITHDRAWN": "withdrawn", "WITHDRAWN CONSENT": "withdrawn",
+    "REFUSED": "refused", "OBJECTED": "refused", "DECLINED": "refused", "NO": "refused", "N": "refused",
+}
+_BOOL_FIELDS = ("ndop_opt_out", "type1_opt_out", "research_consent", "sensitive_category")
+_DATE_FIELDS = ("ndop_opt_out_date", "type1_opt_out_date", "shared_care_consent_date", "research_consent_date")
+
+
+@dataclass(frozen=True)
+class TableCounts:
+    """Rows read, standardised and quarantined for one extract file."""
+
+    rows_in: int
+    rows_standardised: int
+    rows_quarantined: int
+
+    def reconciles(self) -> bool:
+        return self.rows_in == self.rows_standardised + self.rows_quarantined
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ingest did for one source."""
+
+    source: str
+    records: TableCounts
+    activity: TableCounts | None
+    folder: Path
+
+
+def ingest_source(source: SourceConfig, out_dir: Path, reference_date: dt.date) -> IngestResult:
+    """Read, standardise, validate and quarantine one source; write its files under ``out_dir/<source>/``."""
+    folder = out_dir / source.name
+    records, quarantine, rows_in = _ingest_records(source, reference_date)
+    record_counts = TableCounts(rows_in, records.height, quarantine.height)
+    activity_counts = None
+    meta = {"schema_version": SCHEMA_VERSION, "source": source.name, "kind": source.kind}
+    if source.activity is not None:
+        activity, activity_quarantine, activity_in = _ingest_activity(source, records, reference_date)
+        activity_counts = TableCounts(activity_in, activity.height, activity_quarantine.height)
+        write_parquet(activity, folder / "activity.parquet", meta)
+        write_parquet(activity_quarantine, folder / "activity_quarantine.parquet", meta)
+    for counts, spec in ((record_counts, source.table), (activity_counts, source.activity)):
+        if counts is not None and not counts.reconciles():
+            raise DataQualityError(f"{spec.path}: {counts.rows_in} rows in but {counts.rows_standardised} "
+                                   f"standardised + {counts.rows_quarantined} quarantined")
+    write_parquet(records, folder / "standardised.parquet", meta)
+    write_parquet(quarantine, folder / "quarantine.parquet", meta)
+    write_json(_validation_summary(source, records, quarantine, record_counts, activity_counts), folder / "validation.json")
+    log.info("ingest %s: %d rows in, %d standardised, %d quarantined", source.name, rows_in, records.height, quarantine.height)
+    return IngestResult(source.name, record_counts, activity_counts, folder)
+
+
+def _formats(spec: TableSpec) -> tuple[str, ...]:
+    # Parquet date columns arrive as ISO text (see readers._as_text).
+    return spec.date_formats + (("%Y-%m-%d",) if spec.format == "parquet" else ())
+
+
+def _column(spec: TableSpec, canonical: str) -> pl.Expr:
+    return pl.col(spec.columns[canonical]) if canonical in spec.columns else pl.lit(None, dtype=pl.String)
+
+
+def _ingest_records(source: SourceConfig, reference_date: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    spec = source.table
+    kept: list[pl.DataFrame] = []
+    quarantined: list[pl.DataFrame] = []
+    rows_in = 0
+    for chunk in read_table(spec):
+        rows_in += chunk.rows.height + chunk.unreadable.height
+        quarantined.append(chunk.unreadable)
+        good, bad = _standardise_records(source, chunk, reference_date)
+        kept.append(good)
+        quarantined.append(bad)
+    records = pl.concat(kept)
+    records, duplicates = _split_duplicates(records, spec)
+    quarantined.append(duplicates)
+    return records.drop(RAW), _sorted(pl.concat(quarantined)), rows_in
+
+
+def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    spec = source.table
+    raw = chunk.rows
+    formats = _formats(spec)
+    dob = st.parse_date(_column(spec, "date_of_birth"), formats, reference_date)
+    dob_status = st.birth_date_status(_column(spec, "date_of_birth"), dob, reference_date)
+    frame = raw.select(
+        pl.lit(source.name).alias("source"),
+        _column(spec, "record_id").str.strip_chars().alias("record_id"),
+        pl.col(ROW),
+        st.standardise_nhs_number(_column(spec, "nhs_number")).alias("nhs_number"),
+        st.nhs_number_status(_column(spec, "nhs_number")).alias("nhs_number_status"),
+        st.standardise_name(_column(spec, "given_name")).alias("given_name"),
+        st.standardise_name(_column(spec, "family_name")).alias("family_name"),
+        pl.when(dob_status == st.DATE_VALID).then(dob).otherwise(None).alias("date_of_birth"),
+        dob_status.alias("date_of_birth_status"),
+        st.standardise_sex(_column(spec, "sex")).alias("sex"),
+        st.standardise_address(_column(spec, "address")).alias("address"),
+        st.standardise_postcode(_column(spec, "postcode")).alias("postcode"),
+        st.postcode_status(_column(spec, "postcode")).alias("postcode_status"),
+        *_consent_columns(spec, raw, formats, reference_date),
+        _raw_record(raw).alias(RAW),
+    )
+    missing_id = frame["record_id"].is_null() | (frame["record_id"] == "")
+    bad = frame.filter(missing_id).select(ROW, RAW, pl.lit("record_id is missing").alias("reasons"))
+    good = frame.filter(~missing_id)
+    good, invalid = _validate(good, StandardisedRecord, spec.path)
+    return good, pl.concat([bad, invalid])
+
+
+def _raw_record(raw: pl.DataFrame) -> pl.Expr:
+    """The original row, untouched, as a JSON object of its fields (for quarantine)."""
+    columns = [c for c in raw.columns if c != ROW]
+    return pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")
+
+
+def _consent_columns(spec: TableSpec, raw: pl.DataFrame, formats: tuple[str, ...], reference_date: dt.date) -> list[pl.Expr]:
+    columns = []
+    for name in _BOOL_FIELDS:
+        columns.append(_coded(spec, raw, name, {v: True for v in _TRUE} | {v: False for v in _FALSE}, pl.Boolean))
+    columns.insert(2, _coded(spec, raw, "shared_care_consent", _SHARED_CARE, pl.String))
+    dates = {name: st.parse_date(_column(spec, name), formats, reference_date).alias(name) for name in _DATE_FIELDS}
+    order = ["ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
+             "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category"]
+    by_name = {c.meta.output_name(): c for c in columns} | dates
+    return [by_name[name] for name in order]
+
+
+def _coded(spec: TableSpec, raw: pl.DataFrame, name: str, codes: dict[str, object], dtype: pl.DataType) -> pl.Expr:
+    """Map a coded value; an unknown code is an error naming file, row and field (it must be mapped, not guessed)."""
+    if name not in spec.columns:
+        return pl.lit(None, dtype=dtype).alias(name)
+    column = spec.columns[name]
+    key = st.ascii_upper(raw[column].str.strip_chars()).str.replace_all(r"\s+", " ")
+    unknown = raw.filter(key.is_not_null() & (key != "") & ~key.is_in(list(codes)))
+    if unknown.height:
+        row = unknown[ROW][0]
+        raise InputFileError(spec.path, f"unknown value {unknown[column][0]!r} (expected one of: "
+                             f"{', '.join(sorted(codes))})", row=row, field=column)
+    expr = st.ascii_upper(pl.col(column).str.strip_chars()).str.replace_all(r"\s+", " ")
+    return expr.replace_strict(codes, default=None, return_dtype=dtype).alias(name)
+
+
+def _validate(frame: pl.DataFrame, model: type, path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Validate with pandera; rows that fail go to quarantine with the failed checks as reasons."""
+    checked = frame.drop(RAW) if RAW in frame.columns else frame
+    try:
+        model.validate(checked, lazy=True)
+        return frame, pl.DataFrame(schema={ROW: pl.Int64, RAW: pl.String, "reasons": pl.String})
+    except pandera.errors.SchemaErrors as exc:
+        failures = exc.failure_cases.filter(pl.col("index").is_not_null())
+        if failures.height == 0:
+            raise DataQualityError(f"{path}: standardised data breaks its schema: {exc.failure_cases.row(0)}") from None
+    reasons = (
+        failures.group_by("index")
+        .agg((pl.col("column") + ": " + pl.col("check")).unique().sort().str.join("; ").alias("reasons"))
+        .rename({"index": "_index"})
+    )
+    indexed = frame.with_row_index("_index").with_columns(pl.col("_index").cast(reasons["_index"].dtype))
+    bad = indexed.join(reasons, on="_index", how="inner").select(ROW, RAW, "reasons")
+    good = indexed.join(reasons, on="_index", how="anti").drop("_index")
+    return good, bad
+
+
+def _split_duplicates(records: pl.DataFrame, spec: TableSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first row of each record_id; quarantine the later ones (which one is right cannot be known)."""
+    first_row = pl.col(ROW).min().over("record_id")
+    is_duplicate = pl.col(ROW) != first_row
+    flagged = records.with_columns(first_row.alias("_first"), is_duplicate.alias("_dup"))
+    duplicates = flagged.filter("_dup").select(
+        ROW, RAW,
+        pl.format("duplicate record_id (first seen at row {})", pl.col("_first")).alias("reasons"),
+    )
+    if duplicates.height:
+        log.warning("%s: %d rows repeat an earlier record_id and were quarantined", spec.path, duplicates.height)
+    return flagged.filter(~pl.col("_dup")).drop("_first", "_dup"), duplicates
+
+
+def _sorted(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.sort(ROW)
+
+
+def _ingest_activity(source: SourceConfig, records: pl.DataFrame, reference_date: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    spec = source.activity
+    assert spec is not None
+    known = records.select("record_id")
+    kept, quarantined, rows_in = [], [], 0
+    for chunk in read_table(spec):
+        rows_in += chunk.rows.height + chunk.unreadable.height
+        quarantined.append(chunk.unreadable)
+        frame = chunk.rows.select(
+            pl.lit(source.name).alias("source"),
+            _column(spec, "record_id").str.strip_chars().alias("record_id"),
+            pl.col(ROW),
+            st.parse_date(_column(spec, "activity_date"), _formats(spec), reference_date).alias("activity_date"),
+            _column(spec, "activity_type").str.strip_chars().alias("activity_type"),
+            _raw_record(chunk.rows).alias(RAW),
+        )
+        orphan = frame.join(known, on="record_id", how="anti")
+        quarantined.append(orphan.select(ROW, RAW, pl.lit("record_id not among the source's accepted records").alias("reasons")))
+        good, bad = _validate(frame.join(known, on="record_id", how="semi"), StandardisedActivity, spec.path)
+        kept.append(good.drop(RAW))
+        quarantined.append(bad)
+    return pl.concat(kept).sort(ROW), _sorted(pl.concat(quarantined)), rows_in
+
+
+def _validation_summary(source: SourceConfig, records: pl.DataFrame, quarantine: pl.DataFrame,
+                        counts: TableCounts, activity: TableCounts | None) -> dict:
+    def tally(column: str) -> dict[str, int]:
+        return dict(sorted(records.group_by(column).len().iter_rows())) if records.height else {}
+
+    reasons = quarantine.select(pl.col("reasons").str.split("; ")).explode("reasons").select(
+        pl.col("reasons").str.replace(r" \(.*\)$", ""))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "source": source.name,
+        "input": {"path": source.table.path.name, "sha256": file_sha256(source.table.path)},
+        "records": {"rows_in": counts.rows_in, "standardised": counts.rows_standardised,
+                    "quarantined": counts.rows_quarantined, "reconciles": counts.reconciles()},
+        "activity": None if activity is None else {
+            "rows_in": activity.rows_in, "standardised": activity.rows_standardised,
+            "quarantined": activity.rows_quarantined, "reconciles": activity.reconciles()},
+        "quarantine_reasons": dict(sorted(reasons.group_by("reasons").len().iter_rows())) if reasons.height else {},
+        "nhs_number_status": tally("nhs_number_status"),
+        "date_of_birth_status": tally("date_of_birth_status"),
+        "postcode_status": tally("postcode_status"),
+        "completeness": {c: int(records[c].is_not_null().sum()) for c in
+                         ("nhs_number", "given_name", "family_name", "date_of_birth", "sex", "address", "postcode")},
+    }

@@ -1,0 +1,67 @@
+"""Evaluate a person assignment against a truth file (``source,record_id,entity_id[,cases]``).
+
+Pairwise figures count pairs of records: a true positive is a pair in the same person and the same true entity.
+Only records present in both the truth and the workspace are scored; the rest are counted and reported.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from carelink.errors import InputFileError
+
+
+def read_truth(path: Path) -> pl.DataFrame:
+    """Read a truth CSV, every column as text."""
+    if not path.is_file():
+        raise InputFileError(path, "truth file not found")
+    try:
+        truth = pl.read_csv(path, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise InputFileError(path, f"cannot be read as CSV: {str(exc).splitlines()[0]}") from None
+    missing = {"source", "record_id", "entity_id"} - set(truth.columns)
+    if missing:
+        raise InputFileError(path, f"truth file lacks column(s) {', '.join(sorted(missing))}", row=0)
+    return truth
+
+
+def _pairs(counts: pl.Series) -> int:
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def pairwise_scores(assigned: pl.DataFrame) -> dict[str, float | int]:
+    """Pairwise precision, recall and F1 of ``assigned`` (columns ``person_id``, ``entity_id``)."""
+    predicted = _pairs(assigned.group_by("person_id").len()["len"])
+    true = _pairs(assigned.group_by("entity_id").len()["len"])
+    correct = _pairs(assigned.group_by("person_id", "entity_id").len()["len"])
+    precision = correct / predicted if predicted else 1.0
+    recall = correct / true if true else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "true_pairs": true, "predicted_pairs": predicted,
+            "correct_pairs": correct, "false_links": predicted - correct, "missed_links": true - correct}
+
+
+def assignment(reid_maps: dict[str, pl.DataFrame], person_map: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
+    """Join truth → each partner's re-identification map → the person map."""
+    tokens = pl.concat([m.select(pl.lit(source).alias("source"), "record_id", "record_token")
+                        for source, m in sorted(reid_maps.items())])
+    people = person_map.select("record_token", "person_id")
+    return truth.join(tokens, on=["source", "record_id"], how="inner").join(people, on="record_token", how="inner")
+
+
+def evaluate_run(run_folder: Path, truth_path: Path) -> dict:
+    """Score one run folder against the truth file."""
+    truth = read_truth(truth_path)
+    person_map_path = run_folder / "link" / "person_map.parquet"
+    if not person_map_path.is_file():
+        raise InputFileError(person_map_path, "not found: the run has not linked")
+    reid_maps = {p.parent.name: pl.read_parquet(p) for p in sorted((run_folder / "pseudonymise").glob("*/reid_map.parquet"))}
+    assigned = assignment(reid_maps, pl.read_parquet(person_map_path), truth)
+    scores = pairwise_scores(assigned)
+    scores["records_scored"] = assigned.height
+    scores["truth_records_not_in_run"] = truth.height - assigned.height
+    scores["people"] = assigned["person_id"].n_unique()
+    scores["true_entities"] = assigned["entity_id"].n_unique()
+    return scores

@@ -1,0 +1,200 @@
+"""The Splink model carelink links with: comparisons designed for pseudonymised features.
+
+Every comparison works on keyed tokens (equality) or Bloom filters (Dice similarity in SQL); no plaintext is needed.
+Design choices that matter for integrated-care data:
+
+- NHS number: agreement is near-decisive; two *different valid* numbers are strong evidence against; a missing,
+  mistyped or placeholder number is null (ingest nulls it) and contributes nothing. Its m-probabilities are fixed
+  rather than learned, because EM on blocks full of relatives learns too weak a disagreement penalty.
+- Residence: postcode and address form *one* comparison, so a shared household is not counted twice, with
+  term-frequency adjustment on the postcode unit so a care home's postcode carries little weight.
+- Names: exact, nickname-canonical, Dice-close, phonetic and forename/surname-swapped levels.
+- Date of birth: exact, day/month swapped, two of three parts, year only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from carelink.pseudonymise.encodings import BLOOM_WORDS
+
+#: Node columns the model reads, besides the record token and source.
+MODEL_COLUMNS = (
+    "nhs_number_token", "given_name_token", "given_first_token", "given_canonical_token", "given_phonetic_token",
+    "given_name_bf", "family_name_token", "family_phonetic_token", "family_name_bf", "given_as_name_token",
+    "family_as_name_token", "dob_token", "dob_swapped_token", "dob_year_token", "dob_month_token", "dob_day_token",
+    "sex_token", "postcode_unit_token", "postcode_sector_token", "postcode_district_token", "address_bf",
+)
+#: Popcount columns added before linking so Dice needs one bit_count per word, not three.
+BLOOM_COLUMNS = ("given_name_bf", "family_name_bf", "address_bf")
+
+
+def _dice_at_least(column: str, threshold: float, dialect: str) -> str:
+    """SQL: Dice(l.column, r.column) >= threshold, from word-wise popcounts."""
+    if dialect == "spark":
+        words = [f"bit_count({column}_l[{i}] & {column}_r[{i}])" for i in range(BLOOM_WORDS)]
+    else:
+        words = [f"CAST(bit_count({column}_l[{i + 1}] & {column}_r[{i + 1}]) AS INTEGER)" for i in range(BLOOM_WORDS)]
+    common = " + ".join(words)
+    return f"(2 * ({common}) >= {threshold} * ({column}_bits_l + {column}_bits_r))"
+
+
+def _level(sql: str, label: str, **extra: Any) -> dict[str, Any]:
+    return {"sql_condition": sql, "label_for_charts": label, **extra}
+
+
+def _null(*columns: str) -> dict[str, Any]:
+    sql = " OR ".join(f"{c}_{side} IS NULL" for c in columns for side in ("l", "r"))
+    return _level(sql, "null", is_null_level=True)
+
+
+def _eq(column: str, other: str | None = None) -> str:
+    return f"{column}_l = {other or column}_r"
+
+
+def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
+    """The comparison definitions, as Splink settings dictionaries."""
+    swapped = f"({_eq('given_as_name_token', 'family_as_name_token')} AND {_eq('family_as_name_token', 'given_as_name_token')})"
+    nhs = {
+        "output_column_name": "nhs_number",
+        "comparison_levels": [
+            _null("nhs_number_token"),
+            _level(_eq("nhs_number_token"), "exact", m_probability=0.995, fix_m_probability=True),
+            _level("ELSE", "different valid numbers", m_probability=0.005, fix_m_probability=True),
+        ],
+    }
+    given = {
+        "output_column_name": "given_name",
+        "comparison_levels": [
+            _null("given_name_token"),
+            _level(_eq("given_name_token"), "exact", tf_adjustment_column="given_name_token", tf_adjustment_weight=0.5),
+            _level(f"{_eq('given_first_token')} OR {_eq('given_canonical_token')}", "first name or nickname"),
+            _level(_dice_at_least("given_name_bf", 0.8, dialect), "dice >= 0.8"),
+            _level(swapped, "swapped with surname"),
+            _level(_eq("given_phonetic_token"), "phonetic"),
+            _level(_dice_at_least("given_name_bf", 0.6, dialect), "dice >= 0.6"),
+            _level("ELSE", "different"),
+        ],
+    }
+    family = {
+        "output_column_name": "family_name",
+        "comparison_levels": [
+            _null("family_name_token"),
+            _level(_eq("family_name_token"), "exact", tf_adjustment_column="family_name_token", tf_adjustment_weight=0.5),
+            _level(_dice_at_least("family_name_bf", 0.8, dialect), "dice >= 0.8"),
+            _level(swapped, "swapped with forename"),
+            _level(_eq("family_phonetic_token"), "phonetic"),
+            _level(_dice_at_least("family_name_bf", 0.6, dialect), "dice >= 0.6"),
+            _level("ELSE", "different"),
+        ],
+    }
+    two_of_three = " OR ".join(
+        f"({_eq(a)} AND {_eq(b)})"
+        for a, b in (("dob_year_token", "dob_month_token"), ("dob_year_token", "dob_day_token"),
+                     ("dob_month_token", "dob_day_token"))
+    )
+    dob = {
+        "output_column_name": "date_of_birth",
+        "comparison_levels": [
+            _null("dob_token"),
+            _level(_eq("dob_token"), "exact"),
+            _level(f"{_eq('dob_token', 'dob_swapped_token')} OR {_eq('dob_swapped_token', 'dob_token')}", "day/month swapped"),
+            _level(two_of_three, "two of year, month, day"),
+            _level(_eq("dob_year_token"), "year"),
+            _level("ELSE", "different"),
+        ],
+    }
+    residence_null = (
+        "(postcode_unit_token_l IS NULL AND address_bf_l IS NULL) OR (postcode_unit_token_r IS NULL AND address_bf_r IS NULL)"
+    )
+    address_close = f"(address_bf_l IS NOT NULL AND address_bf_r IS NOT NULL AND {_dice_at_least('address_bf', 0.8, dialect)})"
+    residence = {
+        "output_column_name": "residence",
+        "comparison_levels": [
+            _level(residence_null, "null", is_null_level=True),
+            _level(f"{_eq('postcode_unit_token')} AND {address_close}", "same postcode and address",
+                   tf_adjustment_column="postcode_unit_token", tf_adjustment_weight=1.0),
+            _level(_eq("postcode_unit_token"), "same postcode", tf_adjustment_column="postcode_unit_token",
+                   tf_adjustment_weight=1.0),
+            _level(address_close, "same address, other postcode"),
+            _level(_eq("postcode_sector_token"), "same sector"),
+            _level(_eq("postcode_district_token"), "same district"),
+            _level("ELSE", "different"),
+        ],
+    }
+    sex = {
+        "output_column_name": "sex",
+        "comparison_levels": [_null("sex_token"), _level(_eq("sex_token"), "same"), _level("ELSE", "different")],
+    }
+    return [nhs, given, family, dob, residence, sex]
+
+
+@dataclass(frozen=True)
+class Block:
+    """An equi-join blocking rule: ``left[i]`` of one record equals ``right[i]`` of the other."""
+
+    left: tuple[str, ...]
+    right: tuple[str, ...] | None = None
+
+    @property
+    def right_columns(self) -> tuple[str, ...]:
+        return self.right or self.left
+
+    def sql(self) -> str:
+        return " AND ".join(f"l.{a} = r.{b}" for a, b in zip(self.left, self.right_columns, strict=True))
+
+    def pairs(self, frame: pl.DataFrame) -> int:
+        """How many record pairs this rule generates on ``frame`` (before de-duplication across rules)."""
+        left = frame.select(self.left).drop_nulls().group_by(self.left).len("n_left")
+        if self.right is None:
+            return int((left["n_left"] * (left["n_left"] - 1) // 2).sum())
+        renamed = dict(zip(self.right_columns, self.left, strict=True))
+        right = frame.select(self.right_columns).drop_nulls().rename(renamed).group_by(self.left).len("n_right")
+        joined = left.join(right, on=list(self.left))
+        return int((joined["n_left"] * joined["n_right"]).sum())
+
+
+BLOCKING_RULES = (
+    Block(("nhs_number_token",)),
+    Block(("dob_token", "family_phonetic_token")),
+    Block(("dob_token", "given_canonical_token")),
+    Block(("dob_token", "postcode_unit_token")),
+    Block(("postcode_unit_token", "given_canonical_token")),
+    Block(("family_name_token", "given_canonical_token", "dob_year_token")),
+    Block(("dob_token", "family_phonetic_token"), ("dob_swapped_token", "family_phonetic_token")),
+    Block(("dob_swapped_token", "family_phonetic_token"), ("dob_token", "family_phonetic_token")),
+    Block(("given_as_name_token", "dob_token"), ("family_as_name_token", "dob_token")),
+)
+
+#: Deterministic rules for the prior: NHS number and date of birth, or full name and date of birth.
+DETERMINISTIC_RULES = (
+    Block(("nhs_number_token", "dob_token")),
+    Block(("given_name_token", "family_name_token", "dob_token")),
+)
+#: EM training blocks; each leaves different comparisons free to be estimated.
+EM_BLOCKS = (
+    Block(("dob_token",)),
+    Block(("postcode_unit_token", "given_first_token")),
+    Block(("nhs_number_token",)),
+    Block(("family_name_token", "given_first_token")),
+)
+
+
+def settings(dialect: str = "duckdb") -> dict[str, Any]:
+    """The full Splink settings dictionary (untrained)."""
+    return {
+        "link_type": "dedupe_only",
+        "unique_id_column_name": "record_token",
+        "source_dataset_column_name": "source",
+        "probability_two_random_records_match": 1e-5,
+        "comparisons": comparisons(dialect),
+        "blocking_rules_to_generate_predictions": [{"blocking_rule": rule.sql()} for rule in BLOCKING_RULES],
+        "retain_matching_columns": False,
+        "retain_intermediate_calculation_columns": False,
+        "additional_columns_to_retain": [],
+        "max_iterations": 20,
+        "em_convergence": 0.0001,
+    }

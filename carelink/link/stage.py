@@ -1,0 +1,195 @@
+"""The link stage, run at the hub: all sources' nodes → trained model, scored edges, clusters, person registry."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from carelink import __version__
+from carelink.config import LinkageConfig
+from carelink.errors import DataQualityError, InputFileError, IntegrityError
+from carelink.link import model
+from carelink.link.registry import Registry, assign_person_ids
+from carelink.tables import read_parquet_metadata, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+MODEL_FORMAT = "carelink-model/1"
+
+
+@dataclass
+class LinkResult:
+    """What the link stage did."""
+
+    records: int
+    edges: int
+    people: int
+    model_path: Path
+    trained: bool
+    linkage_key_id: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
+    """Read every source's nodes, refusing sources made with different linkage keys."""
+    frames, key_ids = [], {}
+    for folder in folders:
+        path = folder / "nodes.parquet"
+        if not path.is_file():
+            raise InputFileError(path, "not found: pseudonymise this source first")
+        key_ids[folder.name] = read_parquet_metadata(path).get("linkage_key_id", "unknown")
+        frames.append(pl.read_parquet(path))
+    if len(set(key_ids.values())) > 1:
+        listing = ", ".join(f"{name}={key_id}" for name, key_id in sorted(key_ids.items()))
+        raise IntegrityError(f"sources were pseudonymised with different linkage keys ({listing}); re-run them with one key")
+    nodes = pl.concat(frames, how="vertical")
+    if nodes["record_token"].n_unique() != nodes.height:
+        raise IntegrityError("two sources share a record token; were the same nodes delivered twice?")
+    return nodes, next(iter(key_ids.values()))
+
+
+def _model_input(nodes: pl.DataFrame) -> pl.DataFrame:
+    """The columns the model needs, with Bloom-filter popcounts precomputed."""
+    bits = [
+        pl.col(c).list.eval(pl.element().bitwise_count_ones()).list.sum().cast(pl.Int32).alias(f"{c}_bits")
+        for c in model.BLOOM_COLUMNS
+    ]
+    return nodes.select("record_token", "source", *model.MODEL_COLUMNS).with_columns(bits)
+
+
+def _db_api(engine: str):
+    if engine == "spark":
+        from carelink.link.spark import spark_api
+
+        return spark_api()
+    from splink import DuckDBAPI
+
+    return DuckDBAPI()
+
+
+def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, Any]:
+    """Estimate the prior, u by random sampling and m by EM on several blocks; return what was done.
+
+    Rules and blocks that generate no pairs on this data (no NHS numbers at all, say) are skipped and reported.
+    """
+    training = linker.training
+    deterministic = [rule for rule in model.DETERMINISTIC_RULES if rule.pairs(frame)]
+    if not deterministic:
+        raise DataQualityError("no two records agree on NHS number and date of birth, or on full name and date of "
+                               "birth: there is nothing to estimate the match rate from")
+    training.estimate_probability_two_random_records_match([r.sql() for r in deterministic], recall=0.8)
+    training.estimate_u_using_random_sampling(max_pairs=config.u_max_pairs, seed=1)
+    used = []
+    for block in model.EM_BLOCKS:
+        pairs = block.pairs(frame)
+        if pairs < 100:
+            log.info("link: EM block %s skipped (%d pairs)", block.sql(), pairs)
+            continue
+        training.estimate_parameters_using_expectation_maximisation(block.sql(), estimate_without_term_frequencies=True)
+        used.append({"block": block.sql(), "pairs": pairs})
+    return {"deterministic_rules": [r.sql() for r in deterministic], "em_blocks": used,
+            "u_max_pairs": config.u_max_pairs}
+
+
+def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config: LinkageConfig, *, run_id: str,
+         retrain: bool = False, config_digest: str = "") -> LinkResult:
+    """Link every source's nodes, cluster them into people and update the registry in ``state_folder``."""
+    from splink import Linker
+
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    nodes, key_id = load_nodes(node_folders)
+    frame = _model_input(nodes)
+    db_api = _db_api(config.engine)
+    table = db_api.register(frame.to_arrow(), dataset_display_name="nodes")
+    model_path = config.model or state_folder / "model.json"
+    stored = _read_model(model_path) if model_path.is_file() and not retrain else None
+    if stored is not None and stored["training"]["linkage_key_id"] != key_id:
+        raise IntegrityError(f"{model_path}: model was trained on data pseudonymised with key "
+                             f"{stored['training']['linkage_key_id']}, this data uses {key_id}; retrain with --retrain")
+    dialect = "spark" if config.engine == "spark" else "duckdb"
+    linker = Linker(table, stored["splink"] if stored else model.settings(dialect), log_level=logging.WARNING)
+    timings["load"] = time.perf_counter() - started
+    if stored is None:
+        t0 = time.perf_counter()
+        training = train(linker, frame, config)
+        timings["train"] = time.perf_counter() - t0
+        _write_model(linker, model_path, nodes, key_id, config_digest, training)
+        log.info("link: trained a new model (%s)", model_path)
+    else:
+        log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
+    t0 = time.perf_counter()
+    edges_sdf = linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")
+    edges = pl.from_arrow(edges_sdf.as_pyarrow_table())
+    assert isinstance(edges, pl.DataFrame)
+    timings["predict"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clusters_sdf = linker.clustering.cluster_pairwise_predictions_at_threshold(edges_sdf, config.threshold)
+    clusters = pl.from_arrow(clusters_sdf.as_pyarrow_table())
+    assert isinstance(clusters, pl.DataFrame)
+    clusters = clusters.select("record_token", "cluster_id", "source")
+    timings["cluster"] = time.perf_counter() - t0
+    if clusters.height != nodes.height:
+        raise DataQualityError(f"clustering returned {clusters.height} records for {nodes.height} nodes")
+    registry = assign_person_ids(Registry.load(state_folder), clusters, run_id)
+    edges = _tidy_edges(edges)
+    meta = {"linkage_key_id": key_id, "run_id": run_id, "model_sha256": _sha256(model_path)}
+    write_parquet(edges, out_folder / "edges.parquet", meta)
+    write_parquet(registry.records.join(clusters.select("record_token", "source"), on="record_token"),
+                  out_folder / "person_map.parquet", meta)
+    registry.save(state_folder)
+    write_json(_read_model(model_path), out_folder / "model.json")
+    timings["total"] = time.perf_counter() - started
+    people = registry.records["person_id"].n_unique()
+    log.info("link: %d records, %d edges, %d people", nodes.height, edges.height, people)
+    return LinkResult(nodes.height, edges.height, people, model_path, stored is None, key_id, timings)
+
+
+def _tidy_edges(edges: pl.DataFrame) -> pl.DataFrame:
+    """Keep the pair, its score and the agreement pattern (gamma per comparison) that explains it."""
+    keep = ["record_token_l", "record_token_r", "source_l", "source_r", "match_weight", "match_probability"]
+    keep += [c for c in edges.columns if c.startswith("gamma_") or c.startswith("mw_")]
+    return edges.select([c for c in keep if c in edges.columns]).sort("record_token_l", "record_token_r")
+
+
+def _write_model(linker: Any, path: Path, nodes: pl.DataFrame, key_id: str, config_digest: str,
+                 training: dict[str, Any]) -> None:
+    import splink
+
+    splink_settings = linker.misc.save_model_to_json(None)
+    document = {
+        "format": MODEL_FORMAT,
+        "training": {
+            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "records": nodes.height,
+            "records_per_source": dict(sorted(nodes.group_by("source").len().iter_rows())),
+            "carelink_version": __version__,
+            "splink_version": splink.__version__,
+            "linkage_key_id": key_id,
+            "config_sha256": config_digest,
+            **training,
+        },
+        "splink": splink_settings,
+    }
+    write_json(document, path)
+
+
+def _read_model(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputFileError(path, f"model file cannot be read: {exc}") from None
+    if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
+        raise InputFileError(path, f"not a carelink model (expected format {MODEL_FORMAT})")
+    return document
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,172 @@
+"""Run the stages in order over one workspace: the library behind ``carelink run`` and the single-stage commands."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from tqdm import tqdm
+
+from carelink import __version__
+from carelink.config import PipelineConfig
+from carelink.errors import DataQualityError
+from carelink.export.stage import ExportResult, check_reconciles, export
+from carelink.ingest.stage import IngestResult, ingest_source
+from carelink.link.stage import LinkResult, link
+from carelink.pseudonymise.stage import PseudonymiseResult, pseudonymise_source
+from carelink.tables import file_sha256, read_parquet_metadata, write_json
+from carelink.workspace import Run, Workspace
+
+log = logging.getLogger(__name__)
+STAGES = ("ingest", "pseudonymise", "link", "export")
+
+
+@dataclass
+class RunReport:
+    """Everything a run did, for the summary and the manifest."""
+
+    run: Run
+    ingest: list[IngestResult] = field(default_factory=list)
+    pseudonymise: list[PseudonymiseResult] = field(default_factory=list)
+    link: LinkResult | None = None
+    exports: list[ExportResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    people_by_source_count: dict[int, int] = field(default_factory=dict)
+
+
+def _progress(items: list, description: str) -> Any:
+    """A progress bar on a terminal; nothing in batch logs."""
+    import sys
+
+    return tqdm(items, desc=description, unit="source", disable=not sys.stderr.isatty(), leave=False)
+
+
+def run_ingest(config: PipelineConfig, run: Run, report: RunReport) -> None:
+    for source in _progress(list(config.sources), "ingest"):
+        report.ingest.append(ingest_source(source, run.ingest, config.reference_date))
+
+
+def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
+    linkage_key, _ = workspace.resolve_keys(config)
+    for source in _progress(list(config.sources), "pseudonymise"):
+        report.pseudonymise.append(pseudonymise_source(
+            run.ingest / source.name, run.pseudonymise / source.name, linkage_key,
+            partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date))
+
+
+def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False) -> None:
+    folders = [run.pseudonymise / source.name for source in config.sources]
+    report.link = link(folders, run.link, workspace.state, config.linkage, run_id=run.run_id, retrain=retrain,
+                       config_digest=config.digest())
+
+
+def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
+    _, export_key = workspace.resolve_keys(config)
+    person_map = pl.read_parquet(run.link / "person_map.parquet")
+    edges = pl.read_parquet(run.link / "edges.parquet")
+    nodes = pl.concat([pl.read_parquet(run.pseudonymise / s.name / "nodes.parquet") for s in config.sources])
+    check_reconciles(person_map, nodes)
+    activity = {s.name: pl.read_parquet(run.pseudonymise / s.name / "activity.parquet") for s in config.sources}
+    type1_sources = frozenset(s.name for s in config.sources if "type1_opt_out" in s.table.columns)
+    provenance = {
+        "partnership": config.partnership,
+        "linkage_key_id": read_parquet_metadata(run.link / "edges.parquet").get("linkage_key_id"),
+        "model_sha256": read_parquet_metadata(run.link / "edges.parquet").get("model_sha256"),
+    }
+    for target in _progress(list(config.exports), "export"):
+        report.exports.append(export(target, run.export, person_map=person_map, nodes=nodes, activity=activity,
+                                     edges=edges, export_key=export_key, provenance=provenance,
+                                     type1_sources=type1_sources))
+    sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
+    report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
+
+
+def run_stage(stage: str, config: PipelineConfig, workspace: Workspace, run: Run, report: RunReport,
+              *, retrain: bool = False) -> None:
+    """Run one stage inside ``run`` and record its time."""
+    started = time.perf_counter()
+    if stage == "ingest":
+        run_ingest(config, run, report)
+    elif stage == "pseudonymise":
+        run_pseudonymise(config, run, workspace, report)
+    elif stage == "link":
+        run_link(config, run, workspace, report, retrain=retrain)
+    elif stage == "export":
+        run_export(config, run, workspace, report)
+    report.timings[stage] = round(time.perf_counter() - started, 3)
+
+
+def run_all(config: PipelineConfig, workspace: Workspace, *, retrain: bool = False) -> RunReport:
+    """Every stage in a new run; the run becomes current only when all of them passed."""
+    with workspace.lock():
+        run = workspace.new_run()
+        report = RunReport(run)
+        status = "failed"
+        try:
+            for stage in STAGES:
+                run_stage(stage, config, workspace, run, report, retrain=retrain)
+            audit(report)
+            status = "succeeded"
+        finally:
+            write_manifest(config, report, status)
+        workspace.publish(run)
+        return report
+
+
+def audit(report: RunReport) -> None:
+    """Checks that must hold before a run is published."""
+    for result in report.ingest:
+        for counts in (result.records, result.activity):
+            if counts is not None and not counts.reconciles():
+                raise DataQualityError(f"{result.source}: rows do not reconcile")
+    if not all(p.leak_scan_passed for p in report.pseudonymise):
+        raise DataQualityError("a leak scan failed")
+    if report.link is None or report.link.records != sum(r.records.rows_standardised for r in report.ingest):
+        raise DataQualityError("link did not see every standardised record")
+
+
+def write_manifest(config: PipelineConfig, report: RunReport, status: str) -> Path:
+    """The run manifest: resolved config, versions, input checksums, key IDs, counts, timings, status."""
+    import splink
+
+    inputs = {}
+    for source in config.sources:
+        for spec in (source.table, source.activity):
+            if spec is not None and spec.path.is_file():
+                inputs[str(spec.path.relative_to(config.folder))] = file_sha256(spec.path)
+    link = report.link
+    manifest = {
+        "run_id": report.run.run_id,
+        "status": status,
+        "carelink_version": __version__,
+        "splink_version": splink.__version__,
+        "python": platform.python_version(),
+        "config": config.to_dict(),
+        "config_sha256": config.digest(),
+        "inputs_sha256": inputs,
+        "linkage_key_id": link.linkage_key_id if link else None,
+        "model_sha256": file_sha256(link.model_path) if link and link.model_path.is_file() else None,
+        "counts": summary_counts(report),
+        "timings_seconds": report.timings,
+    }
+    return write_json(manifest, report.run.folder / "manifest.json")
+
+
+def summary_counts(report: RunReport) -> dict[str, Any]:
+    """Counts per stage, as printed in the summary and stored in the manifest."""
+    return {
+        "sources": {r.source: {"rows_in": r.records.rows_in, "standardised": r.records.rows_standardised,
+                               "quarantined": r.records.rows_quarantined} for r in report.ingest},
+        "records_linked": report.link.records if report.link else None,
+        "edges": report.link.edges if report.link else None,
+        "people": report.link.people if report.link else None,
+        "model_trained": report.link.trained if report.link else None,
+        "people_by_source_count": {str(k): v for k, v in report.people_by_source_count.items()},
+        "exports": {f"{e.recipient}/{e.purpose}": {"people": e.people, "withheld": e.people_withheld,
+                                                  "activity_rows": e.activity_rows} for e in report.exports},
+    }

@@ -1,0 +1,57 @@
+"""The node contract between pseudonymise (at each partner) and link (at the hub), as a pandera model."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pandera.polars as pa
+
+from carelink.ingest.schema import SHARED_CARE_VALUES
+from carelink.ingest.standardise import NHS_STATUSES
+
+SCHEMA_VERSION = "nodes/1"
+
+
+class NodeRecord(pa.DataFrameModel):
+    """One pseudonymised record: tokens, encodings and non-identifying payload only."""
+
+    record_token: str = pa.Field(unique=True, str_matches=r"^[0-9a-f]{32}$")
+    source: str
+    source_kind: str = pa.Field(isin=("health", "social_care", "voluntary"))
+    nhs_number_token: int = pa.Field(nullable=True)
+    nhs_number_status: str = pa.Field(isin=NHS_STATUSES)
+    given_name_token: int = pa.Field(nullable=True)
+    given_first_token: int = pa.Field(nullable=True)
+    given_canonical_token: int = pa.Field(nullable=True)
+    given_phonetic_token: int = pa.Field(nullable=True)
+    given_name_bf: list[int] = pa.Field(nullable=True)
+    family_name_token: int = pa.Field(nullable=True)
+    family_phonetic_token: int = pa.Field(nullable=True)
+    family_name_bf: list[int] = pa.Field(nullable=True)
+    given_as_name_token: int = pa.Field(nullable=True)
+    family_as_name_token: int = pa.Field(nullable=True)
+    dob_token: int = pa.Field(nullable=True)
+    dob_swapped_token: int = pa.Field(nullable=True)
+    dob_year_token: int = pa.Field(nullable=True)
+    dob_month_token: int = pa.Field(nullable=True)
+    dob_day_token: int = pa.Field(nullable=True)
+    sex_token: int = pa.Field(nullable=True)
+    postcode_unit_token: int = pa.Field(nullable=True)
+    postcode_sector_token: int = pa.Field(nullable=True)
+    postcode_district_token: int = pa.Field(nullable=True)
+    address_bf: list[int] = pa.Field(nullable=True)
+    age_band: str = pa.Field(nullable=True, str_matches=r"^([0-9]{1,2}-[0-9]{1,2}|90\+)$")
+    postcode_district: str = pa.Field(nullable=True, str_matches=r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
+    ndop_opt_out: bool = pa.Field(nullable=True)
+    ndop_opt_out_date: dt.date = pa.Field(nullable=True)
+    type1_opt_out: bool = pa.Field(nullable=True)
+    type1_opt_out_date: dt.date = pa.Field(nullable=True)
+    shared_care_consent: str = pa.Field(nullable=True, isin=SHARED_CARE_VALUES)
+    shared_care_consent_date: dt.date = pa.Field(nullable=True)
+    research_consent: bool = pa.Field(nullable=True)
+    research_consent_date: dt.date = pa.Field(nullable=True)
+    sensitive_category: bool = pa.Field(nullable=True)
+
+    class Config:
+        strict = True
+        ordered = True

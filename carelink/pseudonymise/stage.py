@@ -1,0 +1,103 @@
+"""The pseudonymise stage, run at the partner: standardised records → nodes, activity, re-identification map, report.
+
+Only ``nodes.parquet`` and ``activity.parquet`` go to the linkage hub; ``reid_map.parquet`` (record id ↔ record
+token) and the report stay with the partner. The stage refuses to finish if the leak scan finds any identifier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from carelink import __version__
+from carelink.errors import DataQualityError, InputFileError
+from carelink.keys import Key
+from carelink.pseudonymise import leakscan
+from carelink.pseudonymise.features import FEATURES, PASSED_THROUGH, build_nodes
+from carelink.pseudonymise.schema import SCHEMA_VERSION, NodeRecord
+from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+#: Node and activity columns whose values come from a fixed vocabulary (see ``leakscan.scan``).
+CATEGORICAL = ("source", "source_kind", "nhs_number_status", "age_band", "shared_care_consent")
+
+
+@dataclass(frozen=True)
+class PseudonymiseResult:
+    """What pseudonymise wrote for one source."""
+
+    source: str
+    records: int
+    activity_rows: int
+    leak_scan_passed: bool
+    folder: Path
+
+
+def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, partnership: str, source_kind: str,
+                        reference_date: dt.date) -> PseudonymiseResult:
+    """Pseudonymise one source's standardised records (``ingest_folder``) into ``out_folder``."""
+    standardised_path = ingest_folder / "standardised.parquet"
+    if not standardised_path.is_file():
+        raise InputFileError(standardised_path, "not found: run ingest first")
+    standardised = pl.read_parquet(standardised_path)
+    source = read_parquet_metadata(standardised_path).get("source", ingest_folder.name)
+    nodes = build_nodes(standardised, key, reference_date, source_kind)
+    NodeRecord.validate(nodes)
+    reid_map = pl.DataFrame({"record_id": standardised["record_id"], "record_token": nodes["record_token"]})
+    if reid_map["record_token"].n_unique() != reid_map.height:
+        raise DataQualityError(f"{standardised_path}: two records share a record token (duplicate record ids?)")
+    activity = _activity(ingest_folder / "activity.parquet", reid_map)
+    scan = leakscan.scan({"nodes": nodes, "activity": activity}, standardised, CATEGORICAL)
+    meta = {"schema_version": SCHEMA_VERSION, "source": source, "source_kind": source_kind,
+            "partnership": partnership, "linkage_key_id": key.key_id, "carelink_version": __version__}
+    report = _report(meta, standardised, nodes, activity, scan, standardised_path)
+    write_json(report, out_folder / "pseudonymisation_report.json")
+    if not scan.passed:
+        raise DataQualityError(f"{out_folder}: leak scan found identifier values in {scan.leaks[0]['table']}."
+                               f"{scan.leaks[0]['column']}; nothing was published")
+    write_parquet(nodes, out_folder / "nodes.parquet", meta)
+    write_parquet(activity, out_folder / "activity.parquet", meta)
+    write_parquet(reid_map, out_folder / "reid_map.parquet", meta | {"stays_at_partner": True})
+    log.info("pseudonymise %s: %d records, %d activity rows, leak scan passed", source, nodes.height, activity.height)
+    return PseudonymiseResult(source, nodes.height, activity.height, scan.passed, out_folder)
+
+
+def _activity(path: Path, reid_map: pl.DataFrame) -> pl.DataFrame:
+    schema = {"record_token": pl.String, "source": pl.String, "activity_date": pl.Date, "activity_type": pl.String}
+    if not path.is_file():
+        return pl.DataFrame(schema=schema)
+    activity = pl.read_parquet(path)
+    return activity.join(reid_map, on="record_id", how="inner").select(list(schema))
+
+
+def _report(meta: dict, standardised: pl.DataFrame, nodes: pl.DataFrame, activity: pl.DataFrame,
+            scan: leakscan.LeakScanResult, standardised_path: Path) -> dict:
+    fields = [
+        {"column": f.column, "from": f.source_field, "method": f.method, "algorithm": f.algorithm,
+         "key_id": meta["linkage_key_id"] if f.method in ("keyed token", "encoding") else None,
+         "reversible": "no (one-way)" if f.method != "generalised" else "not applicable",
+         "non_null_out": int(nodes[f.column].is_not_null().sum())}
+        for f in FEATURES
+    ]
+    fields.append({"column": "record_token", "from": "record_id", "method": "keyed token",
+                   "algorithm": "HMAC-SHA256 (HKDF per-field key), 128-bit, of source and record id",
+                   "key_id": meta["linkage_key_id"],
+                   "reversible": "by this partner only, through reid_map.parquet (never leaves the partner)",
+                   "non_null_out": nodes.height})
+    fields += [{"column": name, "from": name, "method": "passed through", "algorithm": "consent field, unchanged",
+                "key_id": None, "reversible": "not applicable", "non_null_out": int(nodes[name].is_not_null().sum())}
+               for name in PASSED_THROUGH]
+    dropped = sorted({"given_name", "family_name", "date_of_birth", "nhs_number", "postcode", "address", "sex", "record_id"})
+    return {
+        **meta,
+        "input": {"path": standardised_path.name, "sha256": file_sha256(standardised_path)},
+        "counts": {"records_in": standardised.height, "records_out": nodes.height, "activity_rows_out": activity.height},
+        "dropped_plaintext_fields": dropped,
+        "fields": fields,
+        "nhs_number_status": dict(sorted(standardised.group_by("nhs_number_status").len().iter_rows())),
+        "leak_scan": scan.to_dict(),
+    }

@@ -1,0 +1,85 @@
+"""Safe file output shared by every stage: atomic writes, checksums, JSON metadata.
+
+Nothing carelink writes is ever half-written: each file is written to a temporary name in the same folder, flushed
+and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+#: Parquet metadata key under which carelink stores a table's provenance (key IDs, schema version, ...).
+METADATA_KEY = b"carelink"
+
+
+@contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it into place only if the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp_path, target)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_parquet(frame: pl.DataFrame, target: Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``frame`` to ``target`` atomically, with carelink metadata in the Parquet footer."""
+    table = frame.to_arrow()
+    if metadata is not None:
+        existing = table.schema.metadata or {}
+        blob = json.dumps(metadata, sort_keys=True, default=str).encode()
+        table = table.replace_schema_metadata({**existing, METADATA_KEY: blob})
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return target
+
+
+def read_parquet_metadata(path: Path) -> dict[str, Any]:
+    """Return the carelink metadata stored in a Parquet file's footer ({} if none)."""
+    schema = pq.read_schema(path)
+    blob = (schema.metadata or {}).get(METADATA_KEY)
+    return json.loads(blob) if blob else {}
+
+
+def write_json(data: Any, target: Path) -> Path:
+    """Write JSON atomically, keys sorted so the same content gives the same bytes."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    return target
+
+
+def write_text(text: str, target: Path) -> Path:
+    """Write a text file atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return target
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
