@@ -28,7 +28,7 @@ def _configure_logging(verbose: bool, json_logs: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     for noisy in ("splink", "py4j"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 class _JsonFormatter(logging.Formatter):

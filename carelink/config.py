@@ -23,6 +23,7 @@ FORMATS = ("csv", "parquet")
 PERSON_FIELDS = (
     "record_id",
     "nhs_number",
+    "shared_id",  # a partnership-wide identifier other than the NHS number (e.g. a council person ID)
     "given_name",
     "family_name",
     "date_of_birth",

@@ -26,6 +26,7 @@ class StandardisedRecord(pa.DataFrameModel):
     source_row: int = pa.Field(ge=1)
     nhs_number: str = pa.Field(nullable=True, str_matches=r"^[0-9]{10}$")
     nhs_number_status: str = pa.Field(isin=NHS_STATUSES)
+    shared_id: str = pa.Field(nullable=True, str_matches=r"^[A-Z0-9]+$")
     given_name: str = pa.Field(nullable=True, str_matches=r"^[A-Z]+( [A-Z]+)*$")
     family_name: str = pa.Field(nullable=True, str_matches=r"^[A-Z]+( [A-Z]+)*$")
     date_of_birth: dt.date = pa.Field(nullable=True, ge=dt.date(1890, 1, 1))

@@ -117,6 +117,7 @@ def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: 
         pl.col(ROW),
         st.standardise_nhs_number(_column(spec, "nhs_number")).alias("nhs_number"),
         st.nhs_number_status(_column(spec, "nhs_number")).alias("nhs_number_status"),
+        st.standardise_identifier(_column(spec, "shared_id")).alias("shared_id"),
         st.standardise_name(_column(spec, "given_name")).alias("given_name"),
         st.standardise_name(_column(spec, "family_name")).alias("family_name"),
         pl.when(dob_status == st.DATE_VALID).then(dob).otherwise(None).alias("date_of_birth"),
@@ -252,5 +253,5 @@ def _validation_summary(source: SourceConfig, records: pl.DataFrame, quarantine:
         "date_of_birth_status": tally("date_of_birth_status"),
         "postcode_status": tally("postcode_status"),
         "completeness": {c: int(records[c].is_not_null().sum()) for c in
-                         ("nhs_number", "given_name", "family_name", "date_of_birth", "sex", "address", "postcode")},
+                         ("nhs_number", "shared_id", "given_name", "family_name", "date_of_birth", "sex", "address", "postcode")},
     }

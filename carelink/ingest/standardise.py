@@ -155,6 +155,12 @@ def standardise_nhs_number(expr: pl.Expr) -> pl.Expr:
     return pl.when(nhs_number_status(expr) == NHS_VALID).then(nhs_digits(expr)).otherwise(None)
 
 
+def standardise_identifier(expr: pl.Expr) -> pl.Expr:
+    """A local identifier: upper case, spaces and dashes removed; null when blank."""
+    cleaned = ascii_upper(expr).str.replace_all(r"[\s\-./]", "")
+    return pl.when(cleaned == "").then(None).otherwise(cleaned)
+
+
 def parse_date(expr: pl.Expr, formats: tuple[str, ...], reference_date: dt.date) -> pl.Expr:
     """Parse with each format in turn (first that fits wins); two-digit years never land in the future."""
     text = _blank_to_null(expr)

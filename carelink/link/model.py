@@ -23,7 +23,7 @@ from carelink.pseudonymise.encodings import BLOOM_WORDS
 
 #: Node columns the model reads, besides the record token and source.
 MODEL_COLUMNS = (
-    "nhs_number_token", "given_name_token", "given_first_token", "given_canonical_token", "given_phonetic_token",
+    "nhs_number_token", "shared_id_token", "given_name_token", "given_first_token", "given_canonical_token", "given_phonetic_token",
     "given_name_bf", "family_name_token", "family_phonetic_token", "family_name_bf", "given_as_name_token",
     "family_as_name_token", "dob_token", "dob_swapped_token", "dob_year_token", "dob_month_token", "dob_day_token",
     "sex_token", "postcode_unit_token", "postcode_sector_token", "postcode_district_token", "address_bf",
@@ -65,6 +65,10 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
             _level(_eq("nhs_number_token"), "exact", m_probability=0.995, fix_m_probability=True),
             _level("ELSE", "different valid numbers", m_probability=0.005, fix_m_probability=True),
         ],
+    }
+    shared_id = {
+        "output_column_name": "shared_id",
+        "comparison_levels": [_null("shared_id_token"), _level(_eq("shared_id_token"), "exact"), _level("ELSE", "different")],
     }
     given = {
         "output_column_name": "given_name",
@@ -129,7 +133,7 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
         "output_column_name": "sex",
         "comparison_levels": [_null("sex_token"), _level(_eq("sex_token"), "same"), _level("ELSE", "different")],
     }
-    return [nhs, given, family, dob, residence, sex]
+    return [nhs, shared_id, given, family, dob, residence, sex]
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,8 @@ class Block:
 
 BLOCKING_RULES = (
     Block(("nhs_number_token",)),
+    Block(("shared_id_token",)),
+    Block(("given_phonetic_token", "family_phonetic_token")),
     Block(("dob_token", "family_phonetic_token")),
     Block(("dob_token", "given_canonical_token")),
     Block(("dob_token", "postcode_unit_token")),
@@ -172,6 +178,7 @@ BLOCKING_RULES = (
 #: Deterministic rules for the prior: NHS number and date of birth, or full name and date of birth.
 DETERMINISTIC_RULES = (
     Block(("nhs_number_token", "dob_token")),
+    Block(("shared_id_token", "dob_token")),
     Block(("given_name_token", "family_name_token", "dob_token")),
 )
 #: EM training blocks; each leaves different comparisons free to be estimated.
@@ -179,6 +186,7 @@ EM_BLOCKS = (
     Block(("dob_token",)),
     Block(("postcode_unit_token", "given_first_token")),
     Block(("nhs_number_token",)),
+    Block(("shared_id_token",)),
     Block(("family_name_token", "given_first_token")),
 )
 
@@ -193,7 +201,7 @@ def settings(dialect: str = "duckdb") -> dict[str, Any]:
         "comparisons": comparisons(dialect),
         "blocking_rules_to_generate_predictions": [{"blocking_rule": rule.sql()} for rule in BLOCKING_RULES],
         "retain_matching_columns": False,
-        "retain_intermediate_calculation_columns": False,
+        "retain_intermediate_calculation_columns": True,
         "additional_columns_to_retain": [],
         "max_iterations": 20,
         "em_convergence": 0.0001,

@@ -81,6 +81,7 @@ def _passthrough(name: str) -> Callable[[pl.DataFrame, Key, dt.date], pl.Series]
 FEATURES: tuple[Feature, ...] = (
     Feature("nhs_number_token", "nhs_number", "keyed token", HMAC64, _token("nhs_number", _column("nhs_number"))),
     Feature("nhs_number_status", "nhs_number", "generalised", "status category (valid, missing, ...)", _passthrough("nhs_number_status")),
+    Feature("shared_id_token", "shared_id", "keyed token", HMAC64, _token("shared_id", _column("shared_id"))),
     Feature("given_name_token", "given_name", "keyed token", HMAC64, _token("given_name", _column("given_name"))),
     Feature("given_first_token", "given_name", "keyed token", HMAC64 + " of the first word", _token("given_first", _first_word("given_name"))),
     Feature("given_canonical_token", "given_name", "keyed token", HMAC64 + " of the first word, nicknames mapped (PEGGY→MARGARET)",
@@ -118,7 +119,7 @@ PASSED_THROUGH = (
     "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category",
 )
 #: Standardised fields that are direct identifiers: never written to any output in plaintext.
-DIRECT_IDENTIFIERS = ("record_id", "nhs_number", "given_name", "family_name", "date_of_birth", "address", "postcode")
+DIRECT_IDENTIFIERS = ("record_id", "nhs_number", "shared_id", "given_name", "family_name", "date_of_birth", "address", "postcode")
 
 
 def build_nodes(frame: pl.DataFrame, key: Key, reference_date: dt.date, source_kind: str) -> pl.DataFrame:

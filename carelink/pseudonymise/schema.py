@@ -20,6 +20,7 @@ class NodeRecord(pa.DataFrameModel):
     source_kind: str = pa.Field(isin=("health", "social_care", "voluntary"))
     nhs_number_token: int = pa.Field(nullable=True)
     nhs_number_status: str = pa.Field(isin=NHS_STATUSES)
+    shared_id_token: int = pa.Field(nullable=True)
     given_name_token: int = pa.Field(nullable=True)
     given_first_token: int = pa.Field(nullable=True)
     given_canonical_token: int = pa.Field(nullable=True)

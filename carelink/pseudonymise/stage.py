@@ -91,7 +91,8 @@ def _report(meta: dict, standardised: pl.DataFrame, nodes: pl.DataFrame, activit
     fields += [{"column": name, "from": name, "method": "passed through", "algorithm": "consent field, unchanged",
                 "key_id": None, "reversible": "not applicable", "non_null_out": int(nodes[name].is_not_null().sum())}
                for name in PASSED_THROUGH]
-    dropped = sorted({"given_name", "family_name", "date_of_birth", "nhs_number", "postcode", "address", "sex", "record_id"})
+    dropped = sorted({"given_name", "family_name", "date_of_birth", "nhs_number", "shared_id", "postcode", "address",
+                      "sex", "record_id"})
     return {
         **meta,
         "input": {"path": standardised_path.name, "sha256": file_sha256(standardised_path)},
