@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +166,7 @@ def summary_counts(report: RunReport) -> dict[str, Any]:
         "edges": report.link.edges if report.link else None,
         "people": report.link.people if report.link else None,
         "model_trained": report.link.trained if report.link else None,
+        "clustering": asdict(report.link.cluster_stats) if report.link and report.link.cluster_stats else None,
         "people_by_source_count": {str(k): v for k, v in report.people_by_source_count.items()},
         "exports": {f"{e.recipient}/{e.purpose}": {"people": e.people, "withheld": e.people_withheld,
                                                   "activity_rows": e.activity_rows} for e in report.exports},

@@ -17,6 +17,7 @@ from carelink import __version__
 from carelink.config import LinkageConfig
 from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.link import model
+from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.tables import read_parquet_metadata, write_json, write_parquet
 
@@ -34,6 +35,7 @@ class LinkResult:
     model_path: Path
     trained: bool
     linkage_key_id: str
+    cluster_stats: ClusterStats | None = None
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -131,16 +133,14 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     assert isinstance(edges, pl.DataFrame)
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clusters_sdf = linker.clustering.cluster_pairwise_predictions_at_threshold(edges_sdf, config.threshold)
-    clusters = pl.from_arrow(clusters_sdf.as_pyarrow_table())
-    assert isinstance(clusters, pl.DataFrame)
-    clusters = clusters.select("record_token", "cluster_id", "source")
+    clusters, cluster_stats = cluster(nodes, edges, config.threshold)
+    clusters = clusters.join(nodes.select("record_token", "source"), on="record_token")
     timings["cluster"] = time.perf_counter() - t0
     if clusters.height != nodes.height:
         raise DataQualityError(f"clustering returned {clusters.height} records for {nodes.height} nodes")
     registry = assign_person_ids(Registry.load(state_folder), clusters, run_id)
     edges = _tidy_edges(edges)
-    meta = {"linkage_key_id": key_id, "run_id": run_id, "model_sha256": _sha256(model_path)}
+    meta = {"linkage_key_id": key_id, "model_sha256": _sha256(model_path)}
     write_parquet(edges, out_folder / "edges.parquet", meta)
     write_parquet(registry.records.join(clusters.select("record_token", "source"), on="record_token"),
                   out_folder / "person_map.parquet", meta)
@@ -149,7 +149,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings["total"] = time.perf_counter() - started
     people = registry.records["person_id"].n_unique()
     log.info("link: %d records, %d edges, %d people", nodes.height, edges.height, people)
-    return LinkResult(nodes.height, edges.height, people, model_path, stored is None, key_id, timings)
+    return LinkResult(nodes.height, edges.height, people, model_path, stored is None, key_id, cluster_stats, timings)
 
 
 def _tidy_edges(edges: pl.DataFrame) -> pl.DataFrame:
