@@ -273,7 +273,7 @@ def keys_rotate(path: Path, passphrase_file: Path | None) -> None:
 
         carelink keys rotate keys/linkage.key
     """
-    from carelink.keys import rotate_key_file, resolve_passphrase
+    from carelink.keys import resolve_passphrase, rotate_key_file
 
     key, retired = rotate_key_file(path, resolve_passphrase(passphrase_file=passphrase_file))
     click.echo(f"new key {key.key_id} in {path}; old key kept in {retired}")

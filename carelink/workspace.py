@@ -77,7 +77,7 @@ class Workspace:
 
     def new_run(self) -> Run:
         """Create a fresh run folder and mark it as the latest."""
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         run_id = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
         folder = self.runs / run_id
         folder.mkdir(parents=True, exist_ok=False)
@@ -118,7 +118,7 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".lock"
         holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "since": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+                  "since": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
         for _ in range(2):
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)

@@ -18,7 +18,21 @@ SCHEMA_VERSION = "standardised/1"
 SHARED_CARE_VALUES = ("granted", "withdrawn", "refused")
 
 
-class StandardisedRecord(pa.DataFrameModel):
+class ConsentColumns(pa.DataFrameModel):
+    """Consent fields a source may carry; standardised records and nodes both hold them."""
+
+    ndop_opt_out: bool = pa.Field(nullable=True)
+    ndop_opt_out_date: dt.date = pa.Field(nullable=True)
+    type1_opt_out: bool = pa.Field(nullable=True)
+    type1_opt_out_date: dt.date = pa.Field(nullable=True)
+    shared_care_consent: str = pa.Field(nullable=True, isin=SHARED_CARE_VALUES)
+    shared_care_consent_date: dt.date = pa.Field(nullable=True)
+    research_consent: bool = pa.Field(nullable=True)
+    research_consent_date: dt.date = pa.Field(nullable=True)
+    sensitive_category: bool = pa.Field(nullable=True)
+
+
+class StandardisedRecord(ConsentColumns):
     """One person record of one source, standardised. Invalid identifiers are null with a status saying why."""
 
     source: str
@@ -35,19 +49,9 @@ class StandardisedRecord(pa.DataFrameModel):
     address: str = pa.Field(nullable=True)
     postcode: str = pa.Field(nullable=True, str_matches=POSTCODE_FORMATTED)
     postcode_status: str = pa.Field(isin=POSTCODE_STATUSES)
-    ndop_opt_out: bool = pa.Field(nullable=True)
-    ndop_opt_out_date: dt.date = pa.Field(nullable=True)
-    type1_opt_out: bool = pa.Field(nullable=True)
-    type1_opt_out_date: dt.date = pa.Field(nullable=True)
-    shared_care_consent: str = pa.Field(nullable=True, isin=SHARED_CARE_VALUES)
-    shared_care_consent_date: dt.date = pa.Field(nullable=True)
-    research_consent: bool = pa.Field(nullable=True)
-    research_consent_date: dt.date = pa.Field(nullable=True)
-    sensitive_category: bool = pa.Field(nullable=True)
 
     class Config:
         strict = True
-        ordered = True
 
 
 class StandardisedActivity(pa.DataFrameModel):

@@ -6,7 +6,6 @@ Invariant, checked every run: rows in = rows standardised + rows quarantined, fo
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path

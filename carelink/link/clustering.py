@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import polars as pl
 
 
-
 @dataclass(frozen=True)
 class ClusterStats:
     """What the constraints did."""

@@ -117,7 +117,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
         raise IntegrityError(f"{model_path}: model was trained on data pseudonymised with key "
                              f"{stored['training']['linkage_key_id']}, this data uses {key_id}; retrain with --retrain")
     dialect = "spark" if config.engine == "spark" else "duckdb"
-    linker = Linker(table, stored["splink"] if stored else model.settings(dialect), log_level=logging.WARNING)
+    linker = Linker(table, stored["splink"] if stored else model.settings(dialect), log_level=logging.ERROR)
     timings["load"] = time.perf_counter() - started
     if stored is None:
         t0 = time.perf_counter()
@@ -167,7 +167,7 @@ def _write_model(linker: Any, path: Path, nodes: pl.DataFrame, key_id: str, conf
     document = {
         "format": MODEL_FORMAT,
         "training": {
-            "trained_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "trained_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "records": nodes.height,
             "records_per_source": dict(sorted(nodes.group_by("source").len().iter_rows())),
             "carelink_version": __version__,

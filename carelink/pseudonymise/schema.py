@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pandera.polars as pa
 
-from carelink.ingest.schema import SHARED_CARE_VALUES
+from carelink.ingest.schema import ConsentColumns
 from carelink.ingest.standardise import NHS_STATUSES
 
 SCHEMA_VERSION = "nodes/1"
 
 
-class NodeRecord(pa.DataFrameModel):
+class NodeRecord(ConsentColumns):
     """One pseudonymised record: tokens, encodings and non-identifying payload only."""
 
     record_token: str = pa.Field(unique=True, str_matches=r"^[0-9a-f]{32}$")
@@ -43,16 +41,6 @@ class NodeRecord(pa.DataFrameModel):
     address_bf: list[int] = pa.Field(nullable=True)
     age_band: str = pa.Field(nullable=True, str_matches=r"^([0-9]{1,2}-[0-9]{1,2}|90\+)$")
     postcode_district: str = pa.Field(nullable=True, str_matches=r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
-    ndop_opt_out: bool = pa.Field(nullable=True)
-    ndop_opt_out_date: dt.date = pa.Field(nullable=True)
-    type1_opt_out: bool = pa.Field(nullable=True)
-    type1_opt_out_date: dt.date = pa.Field(nullable=True)
-    shared_care_consent: str = pa.Field(nullable=True, isin=SHARED_CARE_VALUES)
-    shared_care_consent_date: dt.date = pa.Field(nullable=True)
-    research_consent: bool = pa.Field(nullable=True)
-    research_consent_date: dt.date = pa.Field(nullable=True)
-    sensitive_category: bool = pa.Field(nullable=True)
 
     class Config:
         strict = True
-        ordered = True

@@ -9,6 +9,22 @@
 * ``pipeline.yaml``: the carelink configuration that describes the files.
 
 Output is byte-identical for the same seed and size.
+
+Case labels in truth.csv (``;``-separated, in ``ALL_CASES`` order, empty when clean):
+
+* about the person, on every record of them: ``twin``, ``jr_sr`` (father and son with the same
+  forename and surname at one address), ``care_home``;
+* about the record: ``duplicate`` (a second registration in the same source), ``moved`` (a previous
+  address), ``marriage`` (a previous surname), ``surname_part`` (one half of a double-barrelled
+  surname), ``known_by_middle``, ``nickname``, ``middle_name`` (forename and middle name together),
+  ``typo_given``, ``typo_family``, ``swap_names``, ``dob_swap`` (day and month swapped), ``dob_typo``,
+  ``default_dob`` (1900-01-01), ``dob_missing``, ``sex_error``, ``sex_unknown``, ``nhs_missing``,
+  ``nhs_mistyped`` (fails the check digit), ``placeholder_nhs``, ``relative_nhs`` (another household
+  member's number), ``postcode_typo``, ``postcode_missing``, ``title`` (e.g. "Mrs" in the forename),
+  ``consent_conflict`` (shared-care consent granted in one source, refused or withdrawn in another).
+
+Cosmetic variation (letter case, spacing, punctuation, accents, postcode and NHS-number layout, address
+layout and abbreviations) is not labelled.
 """
 
 from __future__ import annotations
@@ -34,7 +50,13 @@ from carelink.synth.extracts import (
     write_truth,
 )
 from carelink.synth.households import REFERENCE_DATE
-from carelink.synth.nhs import PLACEHOLDER_NHS_NUMBERS, is_test_range, is_valid_nhs_number, nhs_check_digit
+from carelink.synth.nhs import (
+    PLACEHOLDER_NHS_NUMBERS,
+    is_test_range,
+    is_valid_nhs_number,
+    nhs_check_digit,
+    valid_test_numbers,
+)
 from carelink.synth.people import build_people
 from carelink.synth.reference import load_nicknames
 from carelink.synth.sources import SOURCES, SourceSpec, select_members
@@ -90,6 +112,9 @@ def generate_partnership(out_dir: Path, people: int, seed: int) -> SynthSummary:
     """
     if people < 1:
         raise ValueError("people must be at least 1")
+    capacity = len(valid_test_numbers())
+    if people > capacity:
+        raise ValueError(f"people must be at most {capacity}, the number of valid NHS numbers in the 999 test range")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -63,37 +63,37 @@ def format_names(rng: np.random.Generator, rs: RecordSet) -> tuple[pl.Series, pl
             **{k: rng.random(n) for k in ("rg", "rf", "pg", "pf", "sg", "sf", "ap")},
         }
     )
-    drop = style.punctuation_dropped
-
-    def tidy(col: str, r_case: str, r_punct: str, r_space: str, probs) -> pl.Expr:
+    drop, messy = style.punctuation_dropped, style.messy_spaces
+    # Each step is materialised before the next so no branch is evaluated more than once.
+    for col, r_case, r_punct, r_space, probs in (
+        ("g", "rg", "pg", "sg", style.given_case),
+        ("f", "rf", "pf", "sf", style.family_case),
+    ):
         c = pl.col(col)
-        no_apostrophe = (
-            pl.when(pl.col("ap") < 0.5)
-            .then(c.str.replace_all("'", "", literal=True))
-            .otherwise(c.str.replace_all("'", " ", literal=True))
+        apostrophe = pl.when(pl.col("ap") < 0.5).then(pl.lit("")).otherwise(pl.lit(" "))
+        punct = pl.col(r_punct) < drop
+        frame = frame.with_columns(
+            pl.when(punct).then(c.str.replace_all("'", apostrophe, literal=True)).otherwise(c).alias(col)
         )
-        c = pl.when(pl.col(r_punct) < drop).then(no_apostrophe.str.replace_all("-", " ", literal=True)).otherwise(c)
-        c = _cased(c, pl.col(r_case), probs)
-        messy = style.messy_spaces
-        return (
-            pl.when(pl.col(r_space) < messy / 3)
+        frame = frame.with_columns(
+            pl.when(punct).then(c.str.replace_all("-", " ", literal=True)).otherwise(c).alias(col)
+        )
+        frame = frame.with_columns(_cased(c, pl.col(r_case), probs).alias(col))
+        r = pl.col(r_space)
+        frame = frame.with_columns(
+            pl.when(r < messy / 3)
             .then(pl.lit(" ") + c)
-            .when(pl.col(r_space) < 2 * messy / 3)
+            .when(r < 2 * messy / 3)
             .then(c + pl.lit("  "))
-            .when(pl.col(r_space) < messy)
+            .when(r < messy)
             .then(c.str.replace(" ", "  ", literal=True))
             .otherwise(c)
+            .alias(col)
         )
-
-    out = frame.select(
-        tidy("g", "rg", "pg", "sg", style.given_case).alias("g"),
-        tidy("f", "rf", "pf", "sf", style.family_case).alias("f"),
-        pl.col("t"),
-    )
     with_title = (
         pl.when(pl.col("t") != "").then(pl.concat_str([pl.col("t"), pl.col("g")], separator=" ")).otherwise(pl.col("g"))
     )
-    out = out.select(with_title.alias("g"), pl.col("f"))
+    out = frame.select(with_title.alias("g"), pl.col("f"))
     return out["g"], out["f"], titled
 
 
@@ -111,20 +111,24 @@ def format_addresses(rng: np.random.Generator, rs: RecordSet) -> tuple[pl.Series
         }
     )
     drop_p = {"line1": 0.02, "full": 0.1, "full_upper": 0.1, "abbreviated": 0.2, "informal": 0.25}[style.address]
-    street = pl.col("street")
+    town_p = {"line1": 0.0, "full": 1.0, "full_upper": 1.0, "abbreviated": 0.6, "informal": 0.3}[style.address]
+    street, line = pl.col("street"), pl.col("line")
     if style.address in ("abbreviated", "informal"):
         abbrev = street.str.replace_many(
             [f" {k}" for k in places.STREET_ABBREVIATIONS], [f" {v}" for v in places.STREET_ABBREVIATIONS.values()]
         )
-        street = pl.when(pl.col("abbr") < 0.5).then(abbrev).otherwise(street)
-    line = (
+        frame = frame.with_columns(pl.when(pl.col("abbr") < 0.5).then(abbrev).otherwise(street).alias("street"))
+    frame = frame.with_columns(
         pl.when((pl.col("premise") != "") & (pl.col("drop") >= drop_p))
         .then(pl.concat_str([pl.col("premise"), street], separator=", "))
         .otherwise(street)
+        .alias("line")
     )
-    town_p = {"line1": 0.0, "full": 1.0, "full_upper": 1.0, "abbreviated": 0.6, "informal": 0.3}[style.address]
-    line = (
-        pl.when(pl.col("town_r") < town_p).then(pl.concat_str([line, pl.col("town")], separator=", ")).otherwise(line)
+    frame = frame.with_columns(
+        pl.when(pl.col("town_r") < town_p)
+        .then(pl.concat_str([line, pl.col("town")], separator=", "))
+        .otherwise(line)
+        .alias("line")
     )
     if style.address == "full_upper":
         line = line.str.to_uppercase()
