@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from carelink import __version__
-from carelink.errors import EXIT_USAGE, CarelinkError
+from carelink.errors import EXIT_USAGE, CarelinkError, ConfigError
 
 log = logging.getLogger("carelink")
 
@@ -171,8 +171,41 @@ def evaluate(workspace: Path, truth: Path, as_json: bool) -> None:
     scores = evaluate_run(current.folder, truth)
     if as_json:
         click.echo(json.dumps(scores, indent=2, sort_keys=True))
-    else:
-        click.echo(_scores_line(scores))
+        return
+    click.echo(_scores_line(scores))
+    for label, precision in (scores.get("precision_among") or {}).items():
+        if precision is not None:
+            click.echo(f"pairwise precision among people with a {label} record: {precision:.4f}")
+    by_case = scores.get("errors_by_case") or {}
+    if by_case:
+        click.echo("errors by case (false links / missed links):")
+        for label, counts in by_case.items():
+            click.echo(f"  {label:<20} {counts['false_links']:>6,} {counts['missed_links']:>6,}")
+
+
+@main.command()
+@click.argument("person_id")
+@workspace_option
+@handle_errors
+def history(person_id: str, workspace: Path) -> None:
+    """Show what happened to a person ID: created, merged into another, split from another.
+
+    Example:
+
+        carelink history P000000042 --workspace ws
+    """
+    from carelink.link.registry import Registry, person_history
+    from carelink.workspace import Workspace
+
+    registry = Registry.load(Workspace(workspace).state)
+    events = person_history(registry, person_id)
+    records = registry.record_count(person_id)
+    if events.height == 0 and records == 0:
+        raise ConfigError(None, None, f"{person_id} is not in the registry of {workspace}")
+    for row in events.iter_rows(named=True):
+        related = f" {row['related_person_id']}" if row["related_person_id"] else ""
+        click.echo(f"{row['run_id']}  {row['event']:<12} {row['person_id']}{related}  ({row['records']} records)")
+    click.echo(f"{person_id} now holds {records} records")
 
 
 @main.command()

@@ -34,6 +34,14 @@ def test_run_prints_summary_and_evaluate_scores(demo: Path) -> None:
     assert scores.exit_code == 0, scores.output
     figures = json.loads(scores.output)
     assert figures["f1"] >= 0.9
+    text = runner.invoke(main, ["evaluate", "--workspace", str(demo / "ws"), "--truth", str(demo / "data" / "truth.csv")])
+    assert "errors by case" in text.output and "pairwise precision among people with a twin record" in text.output
+    assert set(figures["errors_by_case"]["(all)"]) == {"false_links", "missed_links"}
+    assert figures["errors_by_case"]["(all)"]["missed_links"] == figures["missed_links"]
+    history = runner.invoke(main, ["history", "P000000001", "--workspace", str(demo / "ws")])
+    assert history.exit_code == 0 and "created      P000000001" in history.output
+    unknown = runner.invoke(main, ["history", "P999999999", "--workspace", str(demo / "ws")])
+    assert unknown.exit_code == errors.EXIT_USAGE
     status = runner.invoke(main, ["status", "--workspace", str(demo / "ws")])
     assert status.exit_code == 0 and "succeeded" in status.output and status.output.startswith("*")
 
@@ -121,7 +129,7 @@ def test_locked_workspace_is_refused(demo: Path) -> None:
 def test_every_command_has_help_with_an_example() -> None:
     runner = CliRunner()
     commands = ["synth", "run", "ingest", "pseudonymise", "link", "export", "evaluate", "verify", "status",
-                "keys new", "keys show", "keys rotate"]
+                "history", "keys new", "keys show", "keys rotate"]
     for command in commands:
         result = runner.invoke(main, [*command.split(), "--help"])
         assert result.exit_code == 0, command

@@ -51,6 +51,40 @@ def assignment(reid_maps: dict[str, pl.DataFrame], person_map: pl.DataFrame, tru
     return truth.join(tokens, on=["source", "record_id"], how="inner").join(people, on="record_token", how="inner")
 
 
+def errors_by_case(assigned: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """False and missed links broken down by the truth file's ``cases`` labels (a pair counts for each label of
+    either record)."""
+    if "cases" not in assigned.columns:
+        return {}
+    left = assigned.select("record_token", "person_id", "entity_id", pl.col("cases").fill_null(""))
+    pairs = left.join(left, on="person_id", suffix="_r").filter(pl.col("record_token") < pl.col("record_token_r"))
+    false_links = pairs.filter(pl.col("entity_id") != pl.col("entity_id_r"))
+    truths = left.join(left, on="entity_id", suffix="_r").filter(pl.col("record_token") < pl.col("record_token_r"))
+    missed = truths.filter(pl.col("person_id") != pl.col("person_id_r"))
+
+    def tally(frame: pl.DataFrame) -> dict[str, int]:
+        labels = frame.select(
+            pl.concat_list(pl.col("cases").str.split(";"), pl.col("cases_r").str.split(";")).list.unique().alias("c")
+        ).explode("c").filter(pl.col("c") != "")
+        labels = pl.concat([labels, pl.DataFrame({"c": ["(all)"] * frame.height})])
+        return dict(labels.group_by("c").len().sort("c").iter_rows())
+
+    result: dict[str, dict[str, int]] = {}
+    for kind, frame in (("false_links", false_links), ("missed_links", missed)):
+        for label, count in tally(frame).items():
+            result.setdefault(label, {"false_links": 0, "missed_links": 0})[kind] = count
+    return result
+
+
+def precision_among(assigned: pl.DataFrame, label: str) -> float | None:
+    """Pairwise precision among the records of people whose records carry ``label`` (e.g. twins)."""
+    if "cases" not in assigned.columns:
+        return None
+    entities = assigned.filter(pl.col("cases").fill_null("").str.split(";").list.contains(label))["entity_id"].unique()
+    subset = assigned.filter(pl.col("entity_id").is_in(entities.implode()))
+    return pairwise_scores(subset)["precision"] if subset.height else None
+
+
 def evaluate_run(run_folder: Path, truth_path: Path) -> dict:
     """Score one run folder against the truth file."""
     truth = read_truth(truth_path)
@@ -64,4 +98,7 @@ def evaluate_run(run_folder: Path, truth_path: Path) -> dict:
     scores["truth_records_not_in_run"] = truth.height - assigned.height
     scores["people"] = assigned["person_id"].n_unique()
     scores["true_entities"] = assigned["entity_id"].n_unique()
+    if "cases" in assigned.columns:
+        scores["errors_by_case"] = errors_by_case(assigned)
+        scores["precision_among"] = {label: precision_among(assigned, label) for label in ("twin", "jr_sr", "care_home")}
     return scores

@@ -46,6 +46,10 @@ class Registry:
         write_parquet(self.records.sort("record_token"), folder / "registry.parquet", {"table": "person registry"})
         write_parquet(self.history, folder / "history.parquet", {"table": "person registry history"})
 
+    def record_count(self, person_id: str) -> int:
+        """How many records the person holds now."""
+        return self.records.filter(pl.col("person_id") == person_id).height
+
     def next_number(self) -> int:
         ids = pl.concat([self.records["person_id"], self.history["person_id"]]).drop_nulls()
         return 1 + (int(ids.str.slice(len(_PREFIX)).cast(pl.Int64).max()) if ids.len() else 0)
@@ -112,3 +116,9 @@ def _events(claims: pl.DataFrame, kept: pl.DataFrame, retired: pl.DataFrame, fre
             pl.col("origin").alias("related_person_id"), "records"),
     ]
     return pl.concat([f.cast(HISTORY_SCHEMA) for f in frames]).sort("event", "person_id")
+
+
+def person_history(registry: Registry, person_id: str) -> pl.DataFrame:
+    """Every event naming ``person_id`` (as the person or the related one), oldest first."""
+    named = (pl.col("person_id") == person_id) | (pl.col("related_person_id") == person_id)
+    return registry.history.with_row_index("_order").filter(named).sort("_order").drop("_order")
