@@ -82,8 +82,9 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
             result.cells_scanned += cells.len()
             upper = cells.str.to_uppercase()
             hits = pl.DataFrame({"_needle": upper}).join(needles, on="_needle", how="semi").height
-            embedded = upper.filter(upper.str.contains(r"[0-9]{3} ?[0-9]{3} ?[0-9]{4}| [0-9][A-Z]{2}\b"))
-            hits += sum(1 for v in embedded.to_list() if any(word in known for word in v.split()))
+            if frame[column].dtype == pl.String:  # numbers can only leak whole; text can embed an identifier
+                embedded = upper.filter(upper.str.contains(r"[0-9]{3} ?[0-9]{3} ?[0-9]{4}| [0-9][A-Z]{2}\b"))
+                hits += sum(1 for v in embedded.to_list() if any(word in known for word in v.split()))
             if hits:
                 result.leaks.append({"table": table_name, "column": column, "cells": hits})
     return result
