@@ -19,12 +19,12 @@ from typing import Any
 
 import polars as pl
 
-from carelink.pseudonymise.encodings import BLOOM_WORDS
+from carelink.pseudonymise.encodings import BLOOM_LAYOUTS
 
 #: Node columns the model reads, besides the record token and source.
 MODEL_COLUMNS = (
     "nhs_number_token", "shared_id_token", "given_name_token", "given_first_token", "given_canonical_token", "given_phonetic_token",
-    "given_name_bf", "family_name_token", "family_phonetic_token", "family_name_bf", "given_as_name_token",
+    "given_name_bf", "given_prefix_token", "family_name_token", "family_prefix_token", "family_phonetic_token", "family_name_bf", "given_as_name_token",
     "family_as_name_token", "dob_token", "dob_swapped_token", "dob_year_token", "dob_month_token", "dob_day_token",
     "sex_token", "postcode_unit_token", "postcode_sector_token", "postcode_district_token", "address_bf",
 )
@@ -35,9 +35,10 @@ BLOOM_COLUMNS = ("given_name_bf", "family_name_bf", "address_bf")
 def _dice_at_least(column: str, threshold: float, dialect: str) -> str:
     """SQL: Dice(l.column, r.column) >= threshold, from word-wise popcounts."""
     if dialect == "spark":
-        words = [f"bit_count({column}_l[{i}] & {column}_r[{i}])" for i in range(BLOOM_WORDS)]
+        words = [f"bit_count({column}_l[{i}] & {column}_r[{i}])" for i in range(BLOOM_LAYOUTS[column].words)]
     else:
-        words = [f"CAST(bit_count({column}_l[{i + 1}] & {column}_r[{i + 1}]) AS INTEGER)" for i in range(BLOOM_WORDS)]
+        words = [f"CAST(bit_count({column}_l[{i + 1}] & {column}_r[{i + 1}]) AS INTEGER)"
+                 for i in range(BLOOM_LAYOUTS[column].words)]
     common = " + ".join(words)
     return f"(2 * ({common}) >= {threshold} * ({column}_bits_l + {column}_bits_r))"
 
@@ -124,6 +125,8 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
             _level(_eq("postcode_unit_token"), "same postcode", tf_adjustment_column="postcode_unit_token",
                    tf_adjustment_weight=1.0),
             _level(address_close, "same address, other postcode"),
+            _level(f"(address_bf_l IS NOT NULL AND address_bf_r IS NOT NULL AND "
+                   f"{_dice_at_least('address_bf', 0.6, dialect)})", "similar address, other postcode"),
             _level(_eq("postcode_sector_token"), "same sector"),
             _level(_eq("postcode_district_token"), "same district"),
             _level("ELSE", "different"),
@@ -173,6 +176,11 @@ BLOCKING_RULES = (
     Block(("dob_token", "family_phonetic_token"), ("dob_swapped_token", "family_phonetic_token")),
     Block(("dob_swapped_token", "family_phonetic_token"), ("dob_token", "family_phonetic_token")),
     Block(("given_as_name_token", "dob_token"), ("family_as_name_token", "dob_token")),
+    Block(("dob_token", "given_prefix_token")),
+    Block(("dob_token", "family_prefix_token")),
+    Block(("family_prefix_token", "given_prefix_token", "dob_year_token")),
+    Block(("family_phonetic_token", "dob_month_token", "dob_day_token")),
+    Block(("given_phonetic_token", "dob_month_token", "dob_day_token")),
 )
 
 #: Deterministic rules for the prior: NHS number and date of birth, or full name and date of birth.

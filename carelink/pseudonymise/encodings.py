@@ -6,7 +6,7 @@
   probabilistic linkage. Record tokens, which must be unique, are 128-bit hex strings.
 - ``bloom``: a cryptographic long-term key style encoding (Schnell et al.) of a value's character bigrams: each
   bigram sets ``k`` bits chosen by HMAC under the field's key, so the Dice coefficient of two filters approximates
-  the bigram similarity of the two values without revealing them. Stored as ``BLOOM_WORDS`` signed 64-bit words so
+  the bigram similarity of the two values without revealing them. Stored as signed 64-bit words so
   DuckDB and Spark can score Dice in SQL.
 
 Values are encoded once per distinct value and joined back, which is what makes a million records a second
@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
@@ -27,6 +28,27 @@ import polars as pl
 BLOOM_BITS = 512
 BLOOM_WORDS = BLOOM_BITS // 64
 BLOOM_HASHES = 15
+
+
+@dataclass(frozen=True)
+class BloomLayout:
+    """Size and hash count of one field's filter, chosen so a typical value sets roughly a quarter of the bits
+    (a saturated filter makes every pair look similar)."""
+
+    bits: int
+    hashes: int
+
+    @property
+    def words(self) -> int:
+        return self.bits // 64
+
+
+#: Filter layout per encoded field: names are short (~8 bigrams), address lines long (~30-40 bigrams).
+BLOOM_LAYOUTS = {
+    "given_name_bf": BloomLayout(BLOOM_BITS, BLOOM_HASHES),
+    "family_name_bf": BloomLayout(BLOOM_BITS, BLOOM_HASHES),
+    "address_bf": BloomLayout(1024, 8),
+}
 _MASK64 = (1 << 64) - 1
 
 

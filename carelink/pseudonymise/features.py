@@ -17,7 +17,9 @@ from carelink.pseudonymise import encodings as enc
 
 HMAC64 = "HMAC-SHA256 (HKDF per-field key), 64-bit"
 HMAC128 = "HMAC-SHA256 (HKDF per-field key), 128-bit"
-CLK = f"keyed bigram Bloom filter, {enc.BLOOM_BITS} bits, {enc.BLOOM_HASHES} HMAC-SHA256 hashes per bigram"
+def _clk(column: str) -> str:
+    layout = enc.BLOOM_LAYOUTS[column]
+    return f"keyed bigram Bloom filter, {layout.bits} bits, {layout.hashes} HMAC-SHA256 hashes per bigram"
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,9 @@ def _token(field: str, values: Callable[[pl.DataFrame], pl.Series]) -> Callable[
 
 
 def _bloom(field: str, column: str) -> Callable[[pl.DataFrame, Key, dt.date], pl.Series]:
-    return lambda frame, key, _: enc.BloomEncoder(key.field_key(field)).encode_series(frame[column])
+    layout = enc.BLOOM_LAYOUTS[field]
+    return lambda frame, key, _: enc.BloomEncoder(key.field_key(field), layout.bits, layout.hashes).encode_series(
+        frame[column])
 
 
 def _column(name: str) -> Callable[[pl.DataFrame], pl.Series]:
@@ -88,11 +92,15 @@ FEATURES: tuple[Feature, ...] = (
             lambda f, k, _: enc.tokens(enc.canonical_forename(f["given_name"]), k.field_key("given_canonical"))),
     Feature("given_phonetic_token", "given_name", "keyed token", HMAC64 + " of the Metaphone code of the first word",
             lambda f, k, _: enc.tokens(enc.phonetic(f["given_name"]), k.field_key("given_phonetic"))),
-    Feature("given_name_bf", "given_name", "encoding", CLK, _bloom("given_name_bf", "given_name")),
+    Feature("given_name_bf", "given_name", "encoding", _clk("given_name_bf"), _bloom("given_name_bf", "given_name")),
+    Feature("given_prefix_token", "given_name", "keyed token", HMAC64 + " of the first three letters (blocking only)",
+            _token("given_prefix", lambda f: _first_word("given_name")(f).str.slice(0, 3))),
+    Feature("family_prefix_token", "family_name", "keyed token", HMAC64 + " of the first three letters (blocking only)",
+            _token("family_prefix", lambda f: f["family_name"].str.slice(0, 3))),
     Feature("family_name_token", "family_name", "keyed token", HMAC64, _token("family_name", _column("family_name"))),
     Feature("family_phonetic_token", "family_name", "keyed token", HMAC64 + " of the Metaphone code",
             lambda f, k, _: enc.tokens(enc.phonetic(f["family_name"]), k.field_key("family_phonetic"))),
-    Feature("family_name_bf", "family_name", "encoding", CLK, _bloom("family_name_bf", "family_name")),
+    Feature("family_name_bf", "family_name", "encoding", _clk("family_name_bf"), _bloom("family_name_bf", "family_name")),
     # Forename and surname tokens in one shared token space, so a swapped pair can be recognised.
     Feature("given_as_name_token", "given_name", "keyed token", HMAC64 + " (shared name space, for swaps)",
             _token("any_name", _first_word("given_name"))),
@@ -108,7 +116,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("postcode_unit_token", "postcode", "keyed token", HMAC64, _token("postcode_unit", _column("postcode"))),
     Feature("postcode_sector_token", "postcode", "keyed token", HMAC64, _token("postcode_sector", _postcode_part(r"^(\S+ [0-9])"))),
     Feature("postcode_district_token", "postcode", "keyed token", HMAC64, _token("postcode_district", _postcode_part(r"^(\S+) "))),
-    Feature("address_bf", "address", "encoding", CLK, _bloom("address_bf", "address")),
+    Feature("address_bf", "address", "encoding", _clk("address_bf"), _bloom("address_bf", "address")),
     Feature("age_band", "date_of_birth", "generalised", "5-year band at the reference date (90+ top-coded)", _age_band),
     Feature("postcode_district", "postcode", "generalised", "outward code (e.g. LS6)", lambda f, _k, _d: _postcode_part(r"^(\S+) ")(f)),
 )

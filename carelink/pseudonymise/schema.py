@@ -24,6 +24,8 @@ class NodeRecord(ConsentColumns):
     given_canonical_token: int = pa.Field(nullable=True)
     given_phonetic_token: int = pa.Field(nullable=True)
     given_name_bf: list[int] = pa.Field(nullable=True)
+    given_prefix_token: int = pa.Field(nullable=True)
+    family_prefix_token: int = pa.Field(nullable=True)
     family_name_token: int = pa.Field(nullable=True)
     family_phonetic_token: int = pa.Field(nullable=True)
     family_name_bf: list[int] = pa.Field(nullable=True)
