@@ -156,8 +156,9 @@ def standardise_nhs_number(expr: pl.Expr) -> pl.Expr:
 
 
 def standardise_identifier(expr: pl.Expr) -> pl.Expr:
-    """A local identifier: upper case, spaces and dashes removed; null when blank."""
-    cleaned = ascii_upper(expr).str.replace_all(r"[\s\-./]", "")
+    """A local identifier: upper case, ASCII letters and digits only (spaces, dashes and punctuation removed);
+    null when nothing is left."""
+    cleaned = ascii_upper(expr).str.replace_all(r"[^A-Z0-9]", "")
     return pl.when(cleaned == "").then(None).otherwise(cleaned)
 
 

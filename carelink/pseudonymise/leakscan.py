@@ -62,15 +62,43 @@ def identifier_spellings(standardised: pl.DataFrame) -> pl.Series:
     return values.filter(values.str.len_chars() >= 2)
 
 
-def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categorical: tuple[str, ...] = ()) -> LeakScanResult:
+def _own_numeric_spellings(standardised: pl.DataFrame) -> pl.Series:
+    """Per record, the digit strings its own identifiers could leak as in a numeric column."""
+    parts = [standardised["nhs_number"]]
+    for name in ("record_id", "shared_id"):
+        if name in standardised.columns:
+            parts.append(standardised[name].str.replace_all(r"\D", "").str.strip_chars_start("0"))
+    parts += [standardised["date_of_birth"].dt.strftime(fmt) for fmt in ("%Y%m%d", "%d%m%Y")]
+    frame = pl.DataFrame([part.alias(f"_{i}") for i, part in enumerate(parts)])
+    own = frame.select(pl.concat_list(pl.all()).list.drop_nulls().alias("_own"))["_own"]
+    return own.list.eval(pl.element().filter(pl.element().str.len_chars() >= 5))
+
+
+def _numeric_hits_aligned(series: pl.Series, own: pl.Series) -> int:
+    """Rows whose numeric cell (or any element of a list cell) equals that same record's identifier."""
+    frame = pl.DataFrame({"_cell": series, "_own": own}).with_row_index("_row")
+    if isinstance(series.dtype, pl.List):
+        frame = frame.explode("_cell")
+    text = frame.select("_row", pl.col("_cell").cast(pl.String), "_own").drop_nulls("_cell")
+    hits = text.filter(pl.col("_own").list.contains(pl.col("_cell")))
+    return hits["_row"].n_unique()
+
+
+def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categorical: tuple[str, ...] = (),
+         aligned: tuple[str, ...] = ()) -> LeakScanResult:
     """Scan every output table's columns for identifier values.
 
-    ``categorical`` columns hold values from a fixed vocabulary (source names, statuses, bands); they are listed
-    as not scanned rather than risk a false alarm when a surname happens to equal a category.
+    Text cells are compared with every identifier value of the source (and searched for embedded NHS numbers and
+    postcodes). Numeric cells of tables in ``aligned`` (one row per standardised record, same order) are compared
+    with their own record's identifiers: a keyed 64-bit token or filter word that happens to equal *some* NHS
+    number is a coincidence, not a leak, while a leak puts the record's own value there. ``categorical`` columns
+    hold values from a fixed vocabulary (source names, statuses, bands); they are listed as not scanned rather than
+    risk a false alarm when a surname happens to equal a category.
     """
     spellings = identifier_spellings(standardised)
     needles = pl.DataFrame({"_needle": spellings})
     known = set(spellings.to_list())
+    own = _own_numeric_spellings(standardised)
     result = LeakScanResult(identifier_values=spellings.len())
     for table_name, frame in outputs.items():
         for column in frame.columns:
@@ -80,14 +108,29 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
                 continue
             result.columns_scanned += 1
             result.cells_scanned += cells.len()
-            upper = cells.str.to_uppercase()
-            hits = pl.DataFrame({"_needle": upper}).join(needles, on="_needle", how="semi").height
-            if frame[column].dtype == pl.String:  # numbers can only leak whole; text can embed an identifier
-                embedded = upper.filter(upper.str.contains(r"[0-9]{3} ?[0-9]{3} ?[0-9]{4}| [0-9][A-Z]{2}\b"))
-                hits += sum(1 for v in embedded.to_list() if any(word in known for word in v.split()))
+            if frame[column].dtype != pl.String and table_name in aligned:
+                hits = _numeric_hits_aligned(frame[column], own)
+            else:
+                upper = cells.str.to_uppercase()
+                hits = pl.DataFrame({"_needle": upper}).join(needles, on="_needle", how="semi").height
+            if frame[column].dtype == pl.String:  # text can also embed an NHS number or a postcode
+                hits += _embedded_hits(upper, known)
             if hits:
                 result.leaks.append({"table": table_name, "column": column, "cells": hits})
     return result
+
+
+def _embedded_hits(upper: pl.Series, known: set[str]) -> int:
+    """Cells holding an identifier NHS number or postcode inside longer text, as a separate word (a run of digits
+    inside a hex token is not an NHS number)."""
+    found = pl.DataFrame({"_cell": upper}).with_row_index("_row").select(
+        "_row",
+        pl.col("_cell").str.extract_all(r"\b([0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})\b")
+        .alias("_found"),
+    ).explode("_found").drop_nulls("_found")
+    candidates = found.with_columns(pl.col("_found").str.replace_all(r"[ -]", "").alias("_compact"))
+    hits = candidates.filter(pl.col("_found").is_in(list(known)) | pl.col("_compact").is_in(list(known)))
+    return hits["_row"].n_unique()
 
 
 def _cells_as_text(series: pl.Series) -> pl.Series | None:

@@ -51,7 +51,7 @@ def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, part
     if reid_map["record_token"].n_unique() != reid_map.height:
         raise DataQualityError(f"{standardised_path}: two records share a record token (duplicate record ids?)")
     activity = _activity(ingest_folder / "activity.parquet", reid_map)
-    scan = leakscan.scan({"nodes": nodes, "activity": activity}, standardised, CATEGORICAL)
+    scan = leakscan.scan({"nodes": nodes, "activity": activity}, standardised, CATEGORICAL, aligned=("nodes",))
     meta = {"schema_version": SCHEMA_VERSION, "source": source, "source_kind": source_kind,
             "partnership": partnership, "linkage_key_id": key.key_id, "carelink_version": __version__}
     report = _report(meta, standardised, nodes, activity, scan, standardised_path)
