@@ -44,6 +44,7 @@ CONSENT_FIELDS = (
 )
 ACTIVITY_FIELDS = ("record_id", "activity_date", "activity_type")
 PURPOSES = ("direct_care", "planning", "research")
+ENGINES = ("duckdb",)  # the Spark backend is not built yet
 
 
 @dataclass(frozen=True)
@@ -307,5 +308,5 @@ def _linkage(reader: _Reader, data: Any) -> LinkageConfig:
         model=model,
         max_comparisons=int(reader.number(data, "max_comparisons", "linkage", 200_000_000, lo=1, hi=1e12)),
         u_max_pairs=int(reader.number(data, "u_max_pairs", "linkage", 2_000_000, lo=1e4, hi=1e9)),
-        engine=reader.choice(data, "engine", "linkage", ("duckdb", "spark"), default="duckdb"),
+        engine=reader.choice(data, "engine", "linkage", ENGINES, default="duckdb"),
     )

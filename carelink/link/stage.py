@@ -67,10 +67,7 @@ def _model_input(nodes: pl.DataFrame) -> pl.DataFrame:
 
 
 def _db_api(engine: str):
-    if engine == "spark":
-        from carelink.link.spark import spark_api
-
-        return spark_api()
+    """The Splink backend for ``engine`` (only DuckDB so far; the SQL in ``model`` already has a Spark dialect)."""
     from splink import DuckDBAPI
 
     return DuckDBAPI()
