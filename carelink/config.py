@@ -188,7 +188,7 @@ def _table(reader: _Reader, data: dict[str, Any], key: str, fields: tuple[str, .
     allowed = ("path", "format", "encoding", "delimiter", "date_format", "columns")
     reader.known_keys(data, key, allowed + ("name", "kind", "activity"))
     path = reader.inside_path(data.get("path"), f"{key}.path")
-    fmt = reader.choice(data, "format", key, FORMATS, default=path.suffix.lstrip(".") or "csv")
+    fmt = reader.choice(data, "format", key, FORMATS, default=path.suffix.lstrip(".").lower() or "csv")
     encoding = reader.string(data, "encoding", key, default="utf-8")
     try:
         "".encode(encoding)

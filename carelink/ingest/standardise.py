@@ -51,6 +51,13 @@ _SEX_WORDS = {
 }
 
 
+#: Letters that Unicode does not decompose into a base letter plus accent, with their usual ASCII spelling.
+_NOT_DECOMPOSABLE = {
+    "ß": "SS", "ẞ": "SS", "Æ": "AE", "Œ": "OE", "Ø": "O", "Ł": "L", "Đ": "D", "Ð": "D", "Þ": "TH", "Ħ": "H",
+    "Ŧ": "T", "Ŋ": "NG", "Ɨ": "I", "Ƶ": "Z", "ĸ": "K",
+}
+
+
 def _blank_to_null(expr: pl.Expr) -> pl.Expr:
     stripped = expr.str.strip_chars()
     return pl.when(stripped == "").then(None).otherwise(stripped)
@@ -58,15 +65,10 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
 
 def ascii_upper(expr: pl.Expr) -> pl.Expr:
     """Upper-case and fold accents to ASCII (ZOË → ZOE); NFC and NFD inputs give the same result."""
-    return (
-        expr.str.normalize("NFKD")
-        .str.replace_all(r"\p{Mn}", "")
-        .str.to_uppercase()
-        .str.replace_all("ß", "SS")
-        .str.replace_all("Æ", "AE")
-        .str.replace_all("Ø", "O")
-        .str.replace_all("Ł", "L")
-    )
+    folded = expr.str.normalize("NFKD").str.replace_all(r"\p{Mn}", "").str.to_uppercase()
+    for letter, ascii_form in _NOT_DECOMPOSABLE.items():
+        folded = folded.str.replace_all(letter, ascii_form, literal=True)
+    return folded
 
 
 def standardise_name(expr: pl.Expr) -> pl.Expr:

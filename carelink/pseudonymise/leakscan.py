@@ -75,7 +75,7 @@ def _own_numeric_spellings(standardised: pl.DataFrame) -> pl.Series:
 
 
 def _numeric_hits_aligned(series: pl.Series, own: pl.Series) -> int:
-    """Rows whose numeric cell (or any element of a list cell) equals that same record's identifier."""
+    """Rows where any element of a list cell equals that same record's identifier."""
     frame = pl.DataFrame({"_cell": series, "_own": own}).with_row_index("_row")
     if isinstance(series.dtype, pl.List):
         frame = frame.explode("_cell")
@@ -88,12 +88,15 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
          aligned: tuple[str, ...] = ()) -> LeakScanResult:
     """Scan every output table's columns for identifier values.
 
-    Text cells are compared with every identifier value of the source (and searched for embedded NHS numbers and
-    postcodes). Numeric cells of tables in ``aligned`` (one row per standardised record, same order) are compared
-    with their own record's identifiers: a keyed 64-bit token or filter word that happens to equal *some* NHS
-    number is a coincidence, not a leak, while a leak puts the record's own value there. ``categorical`` columns
-    hold values from a fixed vocabulary (source names, statuses, bands); they are listed as not scanned rather than
-    risk a false alarm when a surname happens to equal a category.
+    - Text and integer cells are compared with every identifier value of the source; text is also searched for
+      embedded NHS numbers and postcodes. (A keyed 64-bit token equals a given value with probability 2⁻⁶⁴.)
+    - Bloom-filter words (lists of integers) are not uniform — a sparse word is a small number — so a word equal to
+      *some* NHS number happens by chance; in tables listed in ``aligned`` (one row per standardised record, same
+      order) they are compared with their own record's identifiers, which is where a leak would put them.
+    - Date cells of aligned tables are compared with their own record's date of birth; event dates elsewhere
+      (activity, consent) are listed as not scanned.
+    - ``categorical`` columns hold values from a fixed vocabulary (source names, statuses, bands); they are listed
+      as not scanned rather than risk a false alarm when a surname happens to equal a category.
     """
     spellings = identifier_spellings(standardised)
     needles = pl.DataFrame({"_needle": spellings})
@@ -102,19 +105,26 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
     result = LeakScanResult(identifier_values=spellings.len())
     for table_name, frame in outputs.items():
         for column in frame.columns:
-            cells = _cells_as_text(frame[column])
-            if cells is None or column in categorical:
+            series = frame[column]
+            is_aligned = table_name in aligned and series.len() == standardised.height
+            if column in categorical or (series.dtype == pl.Date and not is_aligned):
                 result.not_scanned.append(f"{table_name}.{column}")
                 continue
-            result.columns_scanned += 1
-            result.cells_scanned += cells.len()
-            if frame[column].dtype != pl.String and table_name in aligned:
-                hits = _numeric_hits_aligned(frame[column], own)
+            if series.dtype == pl.Date:
+                hits = int((series == standardised["date_of_birth"]).fill_null(False).sum())
+            elif isinstance(series.dtype, pl.List) and is_aligned:
+                hits = _numeric_hits_aligned(series, own)
             else:
+                cells = _cells_as_text(series)
+                if cells is None:
+                    result.not_scanned.append(f"{table_name}.{column}")
+                    continue
                 upper = cells.str.to_uppercase()
                 hits = pl.DataFrame({"_needle": upper}).join(needles, on="_needle", how="semi").height
-            if frame[column].dtype == pl.String:  # text can also embed an NHS number or a postcode
-                hits += _embedded_hits(upper, known)
+                if series.dtype == pl.String:
+                    hits += _embedded_hits(upper, known)
+            result.columns_scanned += 1
+            result.cells_scanned += series.len()
             if hits:
                 result.leaks.append({"table": table_name, "column": column, "cells": hits})
     return result
