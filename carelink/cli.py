@@ -135,7 +135,10 @@ def _stage_command(stage: str) -> Callable[..., None]:
             run_stage(stage, load_config(config), space, run_, report, retrain=options.get("retrain", False))
             if stage == "export":
                 space.publish(run_)
-        click.echo(f"{stage}: done in {report.timings[stage]:.1f} s (run {run_.run_id})")
+        detail = ""
+        if report.link is not None:
+            detail = f"; {report.link.people:,} people, model {'trained' if report.link.trained else 'loaded'}"
+        click.echo(f"{stage}: done in {report.timings[stage]:.1f} s{detail} (run {run_.run_id})")
 
     command.__doc__ = f"""Run the {stage} stage only ({'starts a new run' if stage == 'ingest' else 'continues the latest run'}).
 
@@ -149,6 +152,32 @@ def _stage_command(stage: str) -> Callable[..., None]:
 for _stage in ("ingest", "pseudonymise", "export"):
     main.command(name=_stage)(_stage_command(_stage))
 main.command(name="link")(click.option("--retrain", is_flag=True, help="Train a new model.")(_stage_command("link")))
+
+
+@main.command()
+@config_argument
+@workspace_option
+@handle_errors
+def train(config: Path, workspace: Path) -> None:
+    """Train a new linkage model on the latest run's pseudonymised nodes; later links load it.
+
+    Example:
+
+        carelink train demo/pipeline.yaml --workspace ws
+    """
+    from carelink.config import load_config
+    from carelink.link.stage import train_model
+    from carelink.workspace import Workspace
+
+    settings = load_config(config)
+    space = Workspace(workspace)
+    with space.lock():
+        run_ = space.latest_run()
+        model_path = settings.linkage.model or space.state / "model.json"
+        folders = [run_.pseudonymise / source.name for source in settings.sources]
+        linker = train_model(folders, model_path, settings.linkage, config_digest=settings.digest())
+    prior = linker.misc.save_model_to_json(None)["probability_two_random_records_match"]
+    click.echo(f"trained on run {run_.run_id}: model written to {model_path} (prior match probability {prior:.3g})")
 
 
 @main.command()

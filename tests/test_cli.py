@@ -56,6 +56,12 @@ def test_single_stage_commands_continue_one_run(demo: Path) -> None:
         assert result.exit_code == 0, result.output
         outputs.append(result.output.split("(run ")[1])
     assert len(set(outputs)) == 1  # all four stages worked on the same run
+    trained = runner.invoke(main, ["train", config, "--workspace", workspace])
+    assert trained.exit_code == 0, trained.output
+    assert "model written to" in trained.output
+    relinked = runner.invoke(main, ["link", config, "--workspace", workspace])
+    assert relinked.exit_code == 0, relinked.output
+    assert "model loaded" in relinked.output
     run_id = outputs[0].strip(")\n")
     assert (demo / "stages" / "current").read_text().strip() == run_id
     export_dir = next((demo / "stages" / "runs" / run_id / "export").glob("*/*"))
@@ -129,7 +135,7 @@ def test_locked_workspace_is_refused(demo: Path) -> None:
 def test_every_command_has_help_with_an_example() -> None:
     runner = CliRunner()
     commands = ["synth", "run", "ingest", "pseudonymise", "link", "export", "evaluate", "verify", "status",
-                "history", "keys new", "keys show", "keys rotate"]
+                "history", "train", "keys new", "keys show", "keys rotate"]
     for command in commands:
         result = runner.invoke(main, [*command.split(), "--help"])
         assert result.exit_code == 0, command

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from carelink import __version__
 from carelink.config import LinkageConfig
 from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.link import model
+from carelink.link.blocking import check_blocking_budget
 from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.tables import read_parquet_metadata, write_json, write_parquet
@@ -97,32 +98,58 @@ def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, 
             "u_max_pairs": config.u_max_pairs}
 
 
-def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config: LinkageConfig, *, run_id: str,
-         retrain: bool = False, config_digest: str = "") -> LinkResult:
-    """Link every source's nodes, cluster them into people and update the registry in ``state_folder``."""
+def _open_linker(frame: pl.DataFrame, config: LinkageConfig, settings: dict[str, Any]) -> Any:
     from splink import Linker
 
+    table = _db_api(config.engine).register(frame.to_arrow(), dataset_display_name="nodes")
+    return Linker(table, settings, log_level=logging.ERROR)
+
+
+def _stored_model(model_path: Path, key_id: str) -> dict[str, Any]:
+    stored = _read_model(model_path)
+    if stored["training"]["linkage_key_id"] != key_id:
+        raise IntegrityError(f"{model_path}: model was trained on data pseudonymised with key "
+                             f"{stored['training']['linkage_key_id']}, this data uses {key_id}; retrain with --retrain")
+    return stored
+
+
+def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfig, *, config_digest: str = "") -> Any:
+    """Train a new model on every source's nodes and write it to ``model_path``; return the trained linker."""
+    nodes, key_id = load_nodes(node_folders)
+    return _train_and_save(nodes, _model_input(nodes), key_id, model_path, config, config_digest)
+
+
+def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, model_path: Path, config: LinkageConfig,
+                    config_digest: str) -> Any:
+    dialect = "spark" if config.engine == "spark" else "duckdb"
+    linker = _open_linker(frame, config, model.settings(dialect))
+    training = train(linker, frame, config)
+    _write_model(linker, model_path, nodes, key_id, config_digest, training)
+    log.info("link: trained a new model (%s)", model_path)
+    return linker
+
+
+def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config: LinkageConfig, *, run_id: str,
+         retrain: bool = False, config_digest: str = "") -> LinkResult:
+    """Link every source's nodes, cluster them into people and update the registry in ``state_folder``.
+
+    Loads the trained model when there is one; trains (and says so) when asked or when there is none.
+    """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     nodes, key_id = load_nodes(node_folders)
     frame = _model_input(nodes)
-    db_api = _db_api(config.engine)
-    table = db_api.register(frame.to_arrow(), dataset_display_name="nodes")
+    comparisons = check_blocking_budget(frame, model.BLOCKING_RULES, config.max_comparisons)
     model_path = config.model or state_folder / "model.json"
-    stored = _read_model(model_path) if model_path.is_file() and not retrain else None
-    if stored is not None and stored["training"]["linkage_key_id"] != key_id:
-        raise IntegrityError(f"{model_path}: model was trained on data pseudonymised with key "
-                             f"{stored['training']['linkage_key_id']}, this data uses {key_id}; retrain with --retrain")
-    dialect = "spark" if config.engine == "spark" else "duckdb"
-    linker = Linker(table, stored["splink"] if stored else model.settings(dialect), log_level=logging.ERROR)
+    trained = retrain or not model_path.is_file()
     timings["load"] = time.perf_counter() - started
-    if stored is None:
-        t0 = time.perf_counter()
-        training = train(linker, frame, config)
+    t0 = time.perf_counter()
+    if trained:
+        linker = _train_and_save(nodes, frame, key_id, model_path, config, config_digest)
         timings["train"] = time.perf_counter() - t0
-        _write_model(linker, model_path, nodes, key_id, config_digest, training)
-        log.info("link: trained a new model (%s)", model_path)
     else:
+        stored = _stored_model(model_path, key_id)
+        linker = _open_linker(frame, config, stored["splink"])
         log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
     t0 = time.perf_counter()
     edges_sdf = linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")
@@ -143,10 +170,12 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
                   out_folder / "person_map.parquet", meta)
     registry.save(state_folder)
     write_json(_read_model(model_path), out_folder / "model.json")
+    write_json({"comparisons_per_blocking_rule": comparisons, "clustering": asdict(cluster_stats)},
+               out_folder / "linkage_summary.json")
     timings["total"] = time.perf_counter() - started
     people = registry.records["person_id"].n_unique()
     log.info("link: %d records, %d edges, %d people", nodes.height, edges.height, people)
-    return LinkResult(nodes.height, edges.height, people, model_path, stored is None, key_id, cluster_stats, timings)
+    return LinkResult(nodes.height, edges.height, people, model_path, trained, key_id, cluster_stats, timings)
 
 
 def _tidy_edges(edges: pl.DataFrame) -> pl.DataFrame:

@@ -1,0 +1,40 @@
+"""The blocking guard counts comparisons per rule and names the rule and block that explode the budget."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from carelink.errors import DataQualityError
+from carelink.link.blocking import check_blocking_budget, largest_block
+from carelink.link.model import Block
+
+RULES = (Block(("dob_token",)), Block(("dob_token", "postcode_unit_token")), Block(("a",), ("b",)))
+
+
+def _frame() -> pl.DataFrame:
+    # 50 records share one date-of-birth token (a default date that slipped through); 4 pairs elsewhere.
+    dob = [7] * 50 + [1, 1, 2, 2, 3, 3, 4, 4, None, None]
+    postcode = [10] * 10 + [11] * 40 + [20, 20, 21, 21, 22, 23, 24, 24, None, None]
+    return pl.DataFrame({"dob_token": dob, "postcode_unit_token": postcode,
+                         "a": [1, 2] + [None] * 58, "b": [1, 1, 1] + [None] * 57})
+
+
+def test_counts_are_exact_per_rule() -> None:
+    counts = check_blocking_budget(_frame(), RULES, max_comparisons=10_000)
+    assert counts["l.dob_token = r.dob_token"] == 50 * 49 // 2 + 4  # nulls never form a block
+    assert counts["l.dob_token = r.dob_token AND l.postcode_unit_token = r.postcode_unit_token"] == 45 + 780 + 1 + 1 + 1
+    assert counts["l.a = r.b"] == 3  # record with a=1 against the three records with b=1
+
+
+def test_over_budget_names_the_rule_and_the_block() -> None:
+    with pytest.raises(DataQualityError) as raised:
+        check_blocking_budget(_frame(), RULES, max_comparisons=1_000)
+    message = raised.value.message
+    assert "`l.dob_token = r.dob_token`" in message
+    assert "dob_token=7" in message and "50 records" in message
+    assert raised.value.exit_code == 1
+
+
+def test_largest_block() -> None:
+    assert largest_block(_frame(), Block(("dob_token",))) == (50, {"dob_token": 7})
