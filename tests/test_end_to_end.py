@@ -96,7 +96,7 @@ def test_no_plaintext_identifier_reaches_the_hub(partnership: dict) -> None:
         else:
             text = path.read_text(encoding="utf-8").upper()
             words = set(re.findall(r"[A-Z0-9][A-Z0-9 '\-/]*[A-Z0-9]", text))
-            digits = set(re.findall(r"\d{10}", text))
+            digits = set(re.findall(r"\b\d{10}\b", text))
             assert not (digits & identifiers), path
             leaked = {w for w in words if w in identifiers and len(w) >= 6 and any(c.isdigit() for c in w)}
             assert not leaked, f"{path} holds {sorted(leaked)[:3]}"
@@ -130,3 +130,23 @@ def test_rerun_keeps_person_ids_and_export_content(partnership: dict) -> None:
     for old, new in zip(first.exports, second.exports, strict=True):
         assert pl.read_parquet(old.folder / "person.parquet").equals(pl.read_parquet(new.folder / "person.parquet"))
     assert partnership["workspace"].current_run().run_id == second.run.run_id
+
+
+EXTERNAL = re.compile(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import|<script[^>]+src""",
+                      re.IGNORECASE)
+
+
+def test_linkage_report_is_self_contained_and_consistent(partnership: dict) -> None:
+    link = partnership["report"].run.link
+    page = (link / "linkage_report.html").read_text(encoding="utf-8")
+    assert not EXTERNAL.search(page), "the report must not load anything from outside the file"
+    assert "<h2>Model</h2>" in page and "Warnings" in page
+    figures = json.loads((link / "linkage_report.json").read_text())
+    person_map = pl.read_parquet(link / "person_map.parquet")
+    assert figures["counts"]["people"] == person_map["person_id"].n_unique()
+    assert sum(figures["person_size_histogram"].values()) == figures["counts"]["people"]
+    assert figures["counts"]["records"] == person_map.height
+    edges = pl.read_parquet(link / "edges.parquet")
+    assert sum(h["count"] for h in figures["match_weight_histogram"]) == edges.height
+    assert 0.9 <= figures["estimates_without_labels"]["expected_precision"] <= 1.0
+    assert {r["source"] for r in figures["link_rate_by_source"]} == {s.name for s in partnership["config"].sources}

@@ -20,6 +20,7 @@ from carelink.link import model
 from carelink.link.blocking import check_blocking_budget
 from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.registry import Registry, assign_person_ids
+from carelink.link.report import write_report
 from carelink.tables import read_parquet_metadata, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -169,9 +170,10 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     write_parquet(registry.records.join(clusters.select("record_token", "source"), on="record_token"),
                   out_folder / "person_map.parquet", meta)
     registry.save(state_folder)
-    write_json(_read_model(model_path), out_folder / "model.json")
-    write_json({"comparisons_per_blocking_rule": comparisons, "clustering": asdict(cluster_stats)},
-               out_folder / "linkage_summary.json")
+    model_document = _read_model(model_path)
+    write_json(model_document, out_folder / "model.json")
+    write_report(out_folder, nodes=nodes, edges=edges, person_map=registry.records, model_document=model_document,
+                 threshold=config.threshold, cluster_stats=asdict(cluster_stats), comparisons=comparisons, run_id=run_id)
     timings["total"] = time.perf_counter() - started
     people = registry.records["person_id"].n_unique()
     log.info("link: %d records, %d edges, %d people", nodes.height, edges.height, people)

@@ -74,6 +74,13 @@ def _own_numeric_spellings(standardised: pl.DataFrame) -> pl.Series:
     return own.list.eval(pl.element().filter(pl.element().str.len_chars() >= 5))
 
 
+def _dates_of_birth(series: pl.Series, births: pl.Series) -> int:
+    """Rows of a date column holding their own record's date of birth, when that is systematic (over 1 % of the
+    column's dates): a consent recorded on the day a baby was born is an event, a column of birth dates a leak."""
+    same = int((series == births).fill_null(False).sum())
+    return same if same > 0.01 * max(series.is_not_null().sum(), 1) else 0
+
+
 def _numeric_hits_aligned(series: pl.Series, own: pl.Series) -> int:
     """Rows where any element of a list cell equals that same record's identifier."""
     frame = pl.DataFrame({"_cell": series, "_own": own}).with_row_index("_row")
@@ -93,8 +100,8 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
     - Bloom-filter words (lists of integers) are not uniform — a sparse word is a small number — so a word equal to
       *some* NHS number happens by chance; in tables listed in ``aligned`` (one row per standardised record, same
       order) they are compared with their own record's identifiers, which is where a leak would put them.
-    - Date cells of aligned tables are compared with their own record's date of birth; event dates elsewhere
-      (activity, consent) are listed as not scanned.
+    - Date cells of aligned tables are compared with their own record's date of birth (see ``_dates_of_birth``);
+      event dates in other tables (activity) are listed as not scanned.
     - ``categorical`` columns hold values from a fixed vocabulary (source names, statuses, bands); they are listed
       as not scanned rather than risk a false alarm when a surname happens to equal a category.
     """
@@ -111,7 +118,7 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
                 result.not_scanned.append(f"{table_name}.{column}")
                 continue
             if series.dtype == pl.Date:
-                hits = int((series == standardised["date_of_birth"]).fill_null(False).sum())
+                hits = _dates_of_birth(series, standardised["date_of_birth"])
             elif isinstance(series.dtype, pl.List) and is_aligned:
                 hits = _numeric_hits_aligned(series, own)
             else:

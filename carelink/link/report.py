@@ -1,0 +1,216 @@
+"""The linkage report: what the model is, how the scores fall, how big the people are, and what to worry about.
+
+Written as ``linkage_report.json`` and a self-contained ``linkage_report.html`` (inline CSS, bars drawn with CSS; no
+script, no font or image fetched from anywhere), so it opens offline on an IG officer's laptop.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from carelink.tables import write_json, write_text
+
+GIANT_CLUSTER = 25  # records in one person that deserve a look
+
+
+def model_parameters(model_document: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per comparison level: m, u and the match weight log2(m/u)."""
+    rows = []
+    for comparison in model_document["splink"]["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            if level.get("is_null_level"):
+                continue
+            m, u = level.get("m_probability"), level.get("u_probability")
+            weight = math.log2(m / u) if m and u else None
+            rows.append({"comparison": comparison["output_column_name"], "level": level.get("label_for_charts", ""),
+                         "m": m, "u": u, "match_weight": weight})
+    return rows
+
+
+def label_free_estimates(edges: pl.DataFrame, threshold: float) -> dict[str, float | None]:
+    """Precision and recall the model expects of itself: linked pairs' mean match probability, and the share of
+    the expected number of matches among scored pairs that the threshold keeps."""
+    if edges.height == 0:
+        return {"expected_precision": None, "expected_recall": None}
+    linked = edges.filter(pl.col("match_probability") >= threshold)["match_probability"]
+    expected_matches = float(edges["match_probability"].sum())
+    return {
+        "expected_precision": float(linked.mean()) if linked.len() else None,
+        "expected_recall": float(linked.sum()) / expected_matches if expected_matches else None,
+    }
+
+
+def link_rates(nodes: pl.DataFrame, person_map: pl.DataFrame, by: str) -> list[dict[str, Any]]:
+    """Share of records linked to at least one other record, per value of ``by`` (source, age band, …)."""
+    sizes = person_map.group_by("person_id").len("person_records")
+    frame = nodes.select("record_token", by).join(person_map.select("record_token", "person_id"), on="record_token")
+    frame = frame.join(sizes, on="person_id").with_columns((pl.col("person_records") > 1).alias("linked"))
+    rates = frame.group_by(by).agg(pl.len().alias("records"), pl.col("linked").mean().alias("link_rate")).sort(by)
+    return rates.to_dicts()
+
+
+def histogram(values: pl.Series, edges: list[float]) -> list[dict[str, Any]]:
+    """Counts of ``values`` in [edges[i], edges[i+1])."""
+    counts = []
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        counts.append({"from": low, "to": high, "count": int(((values >= low) & (values < high)).sum())})
+    return counts
+
+
+def build_report(*, nodes: pl.DataFrame, edges: pl.DataFrame, person_map: pl.DataFrame, model_document: dict,
+                 threshold: float, cluster_stats: dict, comparisons: dict[str, int], run_id: str) -> dict[str, Any]:
+    """Everything the report shows, as JSON-able data."""
+    sizes = person_map.group_by("person_id").len("records")
+    largest = int(sizes["records"].max()) if sizes.height else 0
+    weights = edges["match_weight"] if edges.height else pl.Series([], dtype=pl.Float64)
+    low = math.floor(float(weights.min())) if weights.len() else 0
+    high = math.ceil(float(weights.max())) + 1 if weights.len() else 1
+    warnings = []
+    if largest >= GIANT_CLUSTER:
+        warnings.append(f"the largest person holds {largest} records: check it for over-linking")
+    if cluster_stats.get("edges_conflicting_nhs_dropped"):
+        warnings.append(f"{cluster_stats['edges_conflicting_nhs_dropped']:,} scored links joined two different valid "
+                        "NHS numbers and were not used")
+    if cluster_stats.get("unions_refused"):
+        warnings.append(f"{cluster_stats['unions_refused']:,} links would have given one person two NHS numbers "
+                        "through records without one, and were left out")
+    mw_columns = [c for c in edges.columns if c.startswith("mw_") and not c.startswith("mw_tf_adj")]
+    sample = _sample_links(edges, threshold)
+    return {
+        "run_id": run_id,
+        "training": model_document["training"],
+        "threshold": threshold,
+        "counts": {"records": nodes.height, "scored_pairs": edges.height,
+                   "linked_pairs": int((edges["match_probability"] >= threshold).sum()) if edges.height else 0,
+                   "people": sizes.height, "largest_person": largest},
+        "estimates_without_labels": label_free_estimates(edges, threshold),
+        "comparisons_per_blocking_rule": comparisons,
+        "clustering": cluster_stats,
+        "model": model_parameters(model_document),
+        "prior_match_probability": model_document["splink"]["probability_two_random_records_match"],
+        "match_weight_histogram": histogram(weights, list(range(low, high + 1, max(1, (high - low) // 25)))),
+        "person_size_histogram": dict(sorted(sizes.group_by("records").len().iter_rows())),
+        "link_rate_by_source": link_rates(nodes, person_map, "source"),
+        "link_rate_by_age_band": link_rates(nodes, person_map, "age_band"),
+        "link_rate_by_source_kind": link_rates(nodes, person_map, "source_kind"),
+        "sample_links": [{k: row[k] for k in ("match_weight", "match_probability", *mw_columns)} for row in sample],
+        "warnings": warnings,
+    }
+
+
+def _sample_links(edges: pl.DataFrame, threshold: float) -> list[dict[str, Any]]:
+    """Strongest, weakest kept, and strongest rejected link: the three a reviewer wants to see first."""
+    if edges.height == 0:
+        return []
+    ordered = edges.sort(["match_weight", "record_token_l", "record_token_r"], descending=[True, False, False])
+    kept = ordered.filter(pl.col("match_probability") >= threshold)
+    rejected = ordered.filter(pl.col("match_probability") < threshold)
+    picks = [kept.head(1), kept.tail(1), rejected.head(1)]
+    return [row for pick in picks for row in pick.to_dicts()]
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Arial,sans-serif;margin:2rem;color:#1d2433;max-width:1100px}
+h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7e2;padding-bottom:.3rem}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{padding:.25rem .6rem;border-bottom:1px solid #e6eaf0;
+text-align:left;vertical-align:middle}th{background:#f3f6fa}.num{text-align:right;font-variant-numeric:tabular-nums}
+.bar{display:inline-block;height:.8rem;background:#3b6fb6;vertical-align:middle}.neg{background:#c0504d}
+.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5rem 1rem;margin:.4rem 0}
+.ok{background:#eaf6ec;border-left:4px solid #3a9a4a;padding:.5rem 1rem}.cards{display:flex;gap:1rem;flex-wrap:wrap}
+.card{background:#f3f6fa;border-radius:6px;padding:.6rem 1rem;min-width:9rem}.card b{display:block;font-size:1.3rem}
+"""
+
+
+def _bar(value: float, scale: float, width: int = 220) -> str:
+    pixels = 0 if not scale else min(width, round(abs(value) / scale * width))
+    return f'<span class="bar{" neg" if value < 0 else ""}" style="width:{pixels}px"></span>'
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return html.escape(str(value))
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The report as one self-contained HTML page."""
+    e = html.escape
+    counts, estimates = report["counts"], report["estimates_without_labels"]
+    cards = "".join(f'<div class="card">{e(label)}<b>{_fmt(value)}</b></div>' for label, value in (
+        ("records", counts["records"]), ("people", counts["people"]), ("scored pairs", counts["scored_pairs"]),
+        ("linked pairs", counts["linked_pairs"]), ("largest person", counts["largest_person"]),
+        ("expected precision", estimates["expected_precision"]), ("expected recall", estimates["expected_recall"])))
+    warnings = "".join(f'<div class="warn">{e(w)}</div>' for w in report["warnings"]) or \
+        '<div class="ok">No warnings: no giant person, no conflicting NHS numbers.</div>'
+    weight_scale = max((abs(r["match_weight"]) for r in report["model"] if r["match_weight"] is not None), default=1)
+    model_rows = "".join(
+        f"<tr><td>{e(r['comparison'])}</td><td>{e(r['level'])}</td><td class=num>{_fmt(r['m'], 4)}</td>"
+        f"<td class=num>{_fmt(r['u'], 4)}</td><td class=num>{_fmt(r['match_weight'], 2)}</td>"
+        f"<td>{_bar(r['match_weight'] or 0, weight_scale)}</td></tr>" for r in report["model"])
+    hist = report["match_weight_histogram"]
+    hist_scale = max((h["count"] for h in hist), default=1)
+    hist_rows = "".join(f"<tr><td class=num>{h['from']} to {h['to']}</td><td class=num>{h['count']:,}</td>"
+                        f"<td>{_bar(h['count'], hist_scale, 400)}</td></tr>" for h in hist if h["count"])
+    sizes = report["person_size_histogram"]
+    size_scale = max(sizes.values(), default=1)
+    size_rows = "".join(f"<tr><td class=num>{k}</td><td class=num>{v:,}</td><td>{_bar(v, size_scale, 400)}</td></tr>"
+                        for k, v in sizes.items())
+    rate_tables = ""
+    for key, title in (("link_rate_by_source", "source"), ("link_rate_by_source_kind", "source kind"),
+                       ("link_rate_by_age_band", "age band")):
+        column = {"source": "source", "source kind": "source_kind", "age band": "age_band"}[title]
+        rows = "".join(f"<tr><td>{e(str(r[column]))}</td><td class=num>{r['records']:,}</td>"
+                       f"<td class=num>{r['link_rate']:.1%}</td><td>{_bar(r['link_rate'], 1, 200)}</td></tr>"
+                       for r in report[key])
+        rate_tables += (f"<h3>by {e(title)}</h3><table><tr><th>{e(title)}</th><th>records</th><th>linked</th><th></th>"
+                        f"</tr>{rows}</table>")
+    waterfalls = ""
+    for label, link in zip(("strongest link", "weakest link kept", "strongest link rejected"),
+                           report["sample_links"], strict=False):
+        parts = {k[3:]: v for k, v in link.items() if k.startswith("mw_")}
+        scale = max((abs(v) for v in parts.values() if v is not None), default=1)
+        rows = "".join(f"<tr><td>{e(k)}</td><td class=num>{_fmt(v, 2)}</td><td>{_bar(v or 0, scale)}</td></tr>"
+                       for k, v in parts.items())
+        waterfalls += (f"<h3>{e(label)}: weight {_fmt(link['match_weight'], 2)}, probability "
+                       f"{_fmt(link['match_probability'], 4)}</h3><table><tr><th>comparison</th><th>weight</th><th></th>"
+                       f"</tr>{rows}</table>")
+    blocking = "".join(f"<tr><td><code>{e(rule)}</code></td><td class=num>{count:,}</td></tr>"
+                       for rule, count in report["comparisons_per_blocking_rule"].items())
+    training = report["training"]
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>carelink linkage report {e(report['run_id'])}</title>
+<style>{_CSS}</style></head><body>
+<h1>Linkage report</h1>
+<p>Run {e(report['run_id'])} · threshold {report['threshold']} · model trained {e(str(training.get('trained_at')))}
+on {training.get('records', 0):,} records · linkage key {e(str(training.get('linkage_key_id')))} · Splink
+{e(str(training.get('splink_version')))}</p>
+<div class="cards">{cards}</div>
+<h2>Warnings</h2>{warnings}
+<h2>Model</h2><p>Prior probability that two random records match: {_fmt(report['prior_match_probability'], 3)}.
+Match weight = log<sub>2</sub>(m/u); bars to scale, red for evidence against.</p>
+<table><tr><th>comparison</th><th>level</th><th>m</th><th>u</th><th>weight</th><th></th></tr>{model_rows}</table>
+<h2>Match-weight distribution of scored pairs</h2><table><tr><th>weight</th><th>pairs</th><th></th></tr>{hist_rows}</table>
+<h2>People by number of records</h2><table><tr><th>records</th><th>people</th><th></th></tr>{size_rows}</table>
+<h2>Link rates</h2><p>Share of records linked to at least one other record: a group that links much less than the
+others may be served worse by the linkage.</p>{rate_tables}
+<h2>Sample links, comparison by comparison</h2>{waterfalls}
+<h2>Blocking</h2><table><tr><th>rule</th><th>comparisons</th></tr>{blocking}</table>
+</body></html>
+"""
+
+
+def write_report(folder: Path, **inputs: Any) -> dict[str, Any]:
+    """Build and write ``linkage_report.json`` and ``linkage_report.html`` into ``folder``."""
+    report = build_report(**inputs)
+    write_json(report, folder / "linkage_report.json")
+    write_text(render_html(report), folder / "linkage_report.html")
+    return report
