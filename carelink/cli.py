@@ -213,6 +213,52 @@ def evaluate(workspace: Path, truth: Path, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("records", nargs=-1)
+@workspace_option
+@click.option("--person", help="Explain a person instead: its records and the links holding them together.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@handle_errors
+def explain(records: tuple[str, ...], workspace: Path, person: str | None, as_json: bool) -> None:
+    """Explain why two records link (or not): agreement and match weight per feature, and the total.
+
+    Records are record tokens, or SOURCE:RECORD_ID where the partner's re-identification map is in the workspace.
+
+    Example:
+
+        carelink explain gp:G0001234 acute:RX0005678 --workspace ws
+        carelink explain --person P000000042 --workspace ws
+    """
+    from carelink.link.explain import explain_pair, explain_person
+    from carelink.workspace import Workspace
+
+    space = Workspace(workspace)
+    run_ = space.current_run() or space.latest_run()
+    if person:
+        result = explain_person(run_.folder, person)
+    elif len(records) == 2:
+        result = explain_pair(run_.folder, records[0], records[1])
+    else:
+        raise ConfigError(None, None, "name two records, or a person with --person")
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    elif person:
+        click.echo(f"{person}: {len(result['records'])} records")
+        for record in result["records"]:
+            click.echo(f"  {record['source']:<12} {record['record_token']}")
+        for link in result["links"]:
+            click.echo(f"  {link['record_token_l'][:12]}… — {link['record_token_r'][:12]}…  weight "
+                       f"{link['match_weight']:6.2f}  probability {link['match_probability']:.4f}")
+    else:
+        click.echo(f"{'prior':<14} {'':<32} {result['prior_weight']:7.2f}")
+        for part in result["comparisons"]:
+            tf = part["term_frequency_adjustment"]
+            extra = f"  (term frequency {tf:+.2f})" if tf else ""
+            click.echo(f"{part['comparison']:<14} {part['level']:<32} {part['match_weight'] or 0:7.2f}{extra}")
+        click.echo(f"{'total':<14} {'':<32} {result['match_weight']:7.2f}  → match probability "
+                   f"{result['match_probability']:.4f}")
+
+
+@main.command()
 @click.argument("person_id")
 @workspace_option
 @handle_errors

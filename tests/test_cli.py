@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -42,6 +43,18 @@ def test_run_prints_summary_and_evaluate_scores(demo: Path) -> None:
     assert history.exit_code == 0 and "created      P000000001" in history.output
     unknown = runner.invoke(main, ["history", "P999999999", "--workspace", str(demo / "ws")])
     assert unknown.exit_code == errors.EXIT_USAGE
+    run_folder = next((demo / "ws" / "runs").iterdir())
+    edge = pl.read_parquet(run_folder / "link" / "edges.parquet").sort("match_weight").row(0, named=True)
+    explained = runner.invoke(main, ["explain", edge["record_token_l"], edge["record_token_r"], "--workspace",
+                                     str(demo / "ws"), "--json"])
+    assert explained.exit_code == 0, explained.output
+    parts = json.loads(explained.output)
+    assert parts["match_weight"] == pytest.approx(edge["match_weight"], abs=1e-6)
+    total = parts["prior_weight"] + sum((c["match_weight"] or 0) + (c["term_frequency_adjustment"] or 0)
+                                        for c in parts["comparisons"])
+    assert total == pytest.approx(parts["match_weight"], abs=1e-6)
+    person = runner.invoke(main, ["explain", "--person", "P000000001", "--workspace", str(demo / "ws")])
+    assert person.exit_code == 0 and person.output.startswith("P000000001:")
     status = runner.invoke(main, ["status", "--workspace", str(demo / "ws")])
     assert status.exit_code == 0 and "succeeded" in status.output and status.output.startswith("*")
 
@@ -135,7 +148,7 @@ def test_locked_workspace_is_refused(demo: Path) -> None:
 def test_every_command_has_help_with_an_example() -> None:
     runner = CliRunner()
     commands = ["synth", "run", "ingest", "pseudonymise", "link", "export", "evaluate", "verify", "status",
-                "history", "train", "keys new", "keys show", "keys rotate"]
+                "history", "train", "explain", "keys new", "keys show", "keys rotate"]
     for command in commands:
         result = runner.invoke(main, [*command.split(), "--help"])
         assert result.exit_code == 0, command

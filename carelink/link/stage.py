@@ -59,7 +59,7 @@ def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
     return nodes, next(iter(key_ids.values()))
 
 
-def _model_input(nodes: pl.DataFrame) -> pl.DataFrame:
+def model_input(nodes: pl.DataFrame) -> pl.DataFrame:
     """The columns the model needs, with Bloom-filter popcounts precomputed."""
     bits = [
         pl.col(c).list.eval(pl.element().bitwise_count_ones()).list.sum().cast(pl.Int32).alias(f"{c}_bits")
@@ -117,7 +117,7 @@ def _stored_model(model_path: Path, key_id: str) -> dict[str, Any]:
 def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfig, *, config_digest: str = "") -> Any:
     """Train a new model on every source's nodes and write it to ``model_path``; return the trained linker."""
     nodes, key_id = load_nodes(node_folders)
-    return _train_and_save(nodes, _model_input(nodes), key_id, model_path, config, config_digest)
+    return _train_and_save(nodes, model_input(nodes), key_id, model_path, config, config_digest)
 
 
 def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, model_path: Path, config: LinkageConfig,
@@ -139,7 +139,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     nodes, key_id = load_nodes(node_folders)
-    frame = _model_input(nodes)
+    frame = model_input(nodes)
     comparisons = check_blocking_budget(frame, model.BLOCKING_RULES, config.max_comparisons)
     model_path = config.model or state_folder / "model.json"
     trained = retrain or not model_path.is_file()
