@@ -259,6 +259,40 @@ def explain(records: tuple[str, ...], workspace: Path, person: str | None, as_js
 
 
 @main.command()
+@workspace_option
+@click.option("--check", is_flag=True, help="Exit 1 when a leak scan failed or risk is over a threshold.")
+@click.option("--max-reidentified", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Largest share of records a worst-case frequency attack may re-identify.")
+@click.option("--max-below-k", default=0.95, show_default=True, type=click.FloatRange(0, 1),
+              help="Largest share of records in quasi-identifier classes smaller than k.")
+@handle_errors
+def report(workspace: Path, check: bool, max_reidentified: float, max_below_k: float) -> None:
+    """Summarise the latest run's pseudonymisation reports; with --check, gate a nightly job on them.
+
+    Example:
+
+        carelink report --workspace ws --check --max-reidentified 0.3
+    """
+    from carelink.errors import DataQualityError
+    from carelink.pseudonymise.report import check_reports
+    from carelink.tables import read_json
+    from carelink.workspace import Workspace
+
+    run_ = Workspace(workspace).latest_run()
+    for path in sorted(run_.pseudonymise.glob("*/pseudonymisation_report.json")):
+        data = read_json(path)
+        risk = data["risk"]
+        click.echo(f"{data['source']:<12} leak scan {'passed' if data['leak_scan']['passed'] else 'FAILED'}  "
+                   f"frequency attack {risk['worst_frequency_attack_share_records']:.1%} of records  "
+                   f"below k {risk['k_anonymity']['share_below_k']:.1%}  ({path.with_suffix('.html')})")
+    if check:
+        problems = check_reports(run_.folder, max_reidentified_share=max_reidentified, max_share_below_k=max_below_k)
+        if problems:
+            raise DataQualityError("; ".join(problems))
+        click.echo("check passed")
+
+
+@main.command()
 @click.argument("person_id")
 @workspace_option
 @handle_errors

@@ -56,7 +56,8 @@ def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, rep
     for source in _progress(list(config.sources), "pseudonymise"):
         report.pseudonymise.append(pseudonymise_source(
             run.ingest / source.name, run.pseudonymise / source.name, linkage_key,
-            partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date))
+            partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date,
+            config_sha256=config.digest()))
 
 
 def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False) -> None:

@@ -55,6 +55,14 @@ def test_run_prints_summary_and_evaluate_scores(demo: Path) -> None:
     assert total == pytest.approx(parts["match_weight"], abs=1e-6)
     person = runner.invoke(main, ["explain", "--person", "P000000001", "--workspace", str(demo / "ws")])
     assert person.exit_code == 0 and person.output.startswith("P000000001:")
+    gate = runner.invoke(main, ["report", "--workspace", str(demo / "ws"), "--check", "--max-below-k", "1"])
+    assert gate.exit_code == 0, gate.output
+    assert "leak scan passed" in gate.output and "check passed" in gate.output
+    strict = runner.invoke(main, ["report", "--workspace", str(demo / "ws"), "--check", "--max-reidentified", "0"])
+    assert strict.exit_code == errors.EXIT_DATA_QUALITY
+    assert "frequency attack would re-identify" in strict.output
+    page = next((demo / "ws" / "runs").glob("*/pseudonymise/gp/pseudonymisation_report.html")).read_text()
+    assert "Leak scan passed" in page and "Frequency-attack self-test" in page
     status = runner.invoke(main, ["status", "--workspace", str(demo / "ws")])
     assert status.exit_code == 0 and "succeeded" in status.output and status.output.startswith("*")
 

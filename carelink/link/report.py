@@ -13,6 +13,7 @@ from typing import Any
 
 import polars as pl
 
+from carelink.htmlpage import CSS, bar, fmt
 from carelink.tables import write_json, write_text
 
 GIANT_CLUSTER = 25  # records in one person that deserve a look
@@ -114,38 +115,13 @@ def _sample_links(edges: pl.DataFrame, threshold: float) -> list[dict[str, Any]]
     return [row for pick in picks for row in pick.to_dicts()]
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Arial,sans-serif;margin:2rem;color:#1d2433;max-width:1100px}
-h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7e2;padding-bottom:.3rem}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{padding:.25rem .6rem;border-bottom:1px solid #e6eaf0;
-text-align:left;vertical-align:middle}th{background:#f3f6fa}.num{text-align:right;font-variant-numeric:tabular-nums}
-.bar{display:inline-block;height:.8rem;background:#3b6fb6;vertical-align:middle}.neg{background:#c0504d}
-.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5rem 1rem;margin:.4rem 0}
-.ok{background:#eaf6ec;border-left:4px solid #3a9a4a;padding:.5rem 1rem}.cards{display:flex;gap:1rem;flex-wrap:wrap}
-.card{background:#f3f6fa;border-radius:6px;padding:.6rem 1rem;min-width:9rem}.card b{display:block;font-size:1.3rem}
-"""
-
-
-def _bar(value: float, scale: float, width: int = 220) -> str:
-    pixels = 0 if not scale else min(width, round(abs(value) / scale * width))
-    return f'<span class="bar{" neg" if value < 0 else ""}" style="width:{pixels}px"></span>'
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}" if abs(value) < 1e-3 and value else f"{value:,.{digits}f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return html.escape(str(value))
 
 
 def render_html(report: dict[str, Any]) -> str:
     """The report as one self-contained HTML page."""
     e = html.escape
     counts, estimates = report["counts"], report["estimates_without_labels"]
-    cards = "".join(f'<div class="card">{e(label)}<b>{_fmt(value)}</b></div>' for label, value in (
+    cards = "".join(f'<div class="card">{e(label)}<b>{fmt(value)}</b></div>' for label, value in (
         ("records", counts["records"]), ("people", counts["people"]), ("scored pairs", counts["scored_pairs"]),
         ("linked pairs", counts["linked_pairs"]), ("largest person", counts["largest_person"]),
         ("expected precision", estimates["expected_precision"]), ("expected recall", estimates["expected_recall"])))
@@ -153,23 +129,23 @@ def render_html(report: dict[str, Any]) -> str:
         '<div class="ok">No warnings: no giant person, no conflicting NHS numbers.</div>'
     weight_scale = max((abs(r["match_weight"]) for r in report["model"] if r["match_weight"] is not None), default=1)
     model_rows = "".join(
-        f"<tr><td>{e(r['comparison'])}</td><td>{e(r['level'])}</td><td class=num>{_fmt(r['m'], 4)}</td>"
-        f"<td class=num>{_fmt(r['u'], 4)}</td><td class=num>{_fmt(r['match_weight'], 2)}</td>"
-        f"<td>{_bar(r['match_weight'] or 0, weight_scale)}</td></tr>" for r in report["model"])
+        f"<tr><td>{e(r['comparison'])}</td><td>{e(r['level'])}</td><td class=num>{fmt(r['m'], 4)}</td>"
+        f"<td class=num>{fmt(r['u'], 4)}</td><td class=num>{fmt(r['match_weight'], 2)}</td>"
+        f"<td>{bar(r['match_weight'] or 0, weight_scale)}</td></tr>" for r in report["model"])
     hist = report["match_weight_histogram"]
     hist_scale = max((h["count"] for h in hist), default=1)
     hist_rows = "".join(f"<tr><td class=num>{h['from']} to {h['to']}</td><td class=num>{h['count']:,}</td>"
-                        f"<td>{_bar(h['count'], hist_scale, 400)}</td></tr>" for h in hist if h["count"])
+                        f"<td>{bar(h['count'], hist_scale, 400)}</td></tr>" for h in hist if h["count"])
     sizes = report["person_size_histogram"]
     size_scale = max(sizes.values(), default=1)
-    size_rows = "".join(f"<tr><td class=num>{k}</td><td class=num>{v:,}</td><td>{_bar(v, size_scale, 400)}</td></tr>"
+    size_rows = "".join(f"<tr><td class=num>{k}</td><td class=num>{v:,}</td><td>{bar(v, size_scale, 400)}</td></tr>"
                         for k, v in sizes.items())
     rate_tables = ""
     for key, title in (("link_rate_by_source", "source"), ("link_rate_by_source_kind", "source kind"),
                        ("link_rate_by_age_band", "age band")):
         column = {"source": "source", "source kind": "source_kind", "age band": "age_band"}[title]
         rows = "".join(f"<tr><td>{e(str(r[column]))}</td><td class=num>{r['records']:,}</td>"
-                       f"<td class=num>{r['link_rate']:.1%}</td><td>{_bar(r['link_rate'], 1, 200)}</td></tr>"
+                       f"<td class=num>{r['link_rate']:.1%}</td><td>{bar(r['link_rate'], 1, 200)}</td></tr>"
                        for r in report[key])
         rate_tables += (f"<h3>by {e(title)}</h3><table><tr><th>{e(title)}</th><th>records</th><th>linked</th><th></th>"
                         f"</tr>{rows}</table>")
@@ -178,24 +154,24 @@ def render_html(report: dict[str, Any]) -> str:
                            report["sample_links"], strict=False):
         parts = {k[3:]: v for k, v in link.items() if k.startswith("mw_")}
         scale = max((abs(v) for v in parts.values() if v is not None), default=1)
-        rows = "".join(f"<tr><td>{e(k)}</td><td class=num>{_fmt(v, 2)}</td><td>{_bar(v or 0, scale)}</td></tr>"
+        rows = "".join(f"<tr><td>{e(k)}</td><td class=num>{fmt(v, 2)}</td><td>{bar(v or 0, scale)}</td></tr>"
                        for k, v in parts.items())
-        waterfalls += (f"<h3>{e(label)}: weight {_fmt(link['match_weight'], 2)}, probability "
-                       f"{_fmt(link['match_probability'], 4)}</h3><table><tr><th>comparison</th><th>weight</th><th></th>"
+        waterfalls += (f"<h3>{e(label)}: weight {fmt(link['match_weight'], 2)}, probability "
+                       f"{fmt(link['match_probability'], 4)}</h3><table><tr><th>comparison</th><th>weight</th><th></th>"
                        f"</tr>{rows}</table>")
     blocking = "".join(f"<tr><td><code>{e(rule)}</code></td><td class=num>{count:,}</td></tr>"
                        for rule, count in report["comparisons_per_blocking_rule"].items())
     training = report["training"]
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>carelink linkage report {e(report['run_id'])}</title>
-<style>{_CSS}</style></head><body>
+<style>{CSS}</style></head><body>
 <h1>Linkage report</h1>
 <p>Run {e(report['run_id'])} · threshold {report['threshold']} · model trained {e(str(training.get('trained_at')))}
 on {training.get('records', 0):,} records · linkage key {e(str(training.get('linkage_key_id')))} · Splink
 {e(str(training.get('splink_version')))}</p>
 <div class="cards">{cards}</div>
 <h2>Warnings</h2>{warnings}
-<h2>Model</h2><p>Prior probability that two random records match: {_fmt(report['prior_match_probability'], 3)}.
+<h2>Model</h2><p>Prior probability that two random records match: {fmt(report['prior_match_probability'], 3)}.
 Match weight = log<sub>2</sub>(m/u); bars to scale, red for evidence against.</p>
 <table><tr><th>comparison</th><th>level</th><th>m</th><th>u</th><th>weight</th><th></th></tr>{model_rows}</table>
 <h2>Match-weight distribution of scored pairs</h2><table><tr><th>weight</th><th>pairs</th><th></th></tr>{hist_rows}</table>

@@ -16,10 +16,11 @@ import polars as pl
 from carelink import __version__
 from carelink.errors import DataQualityError, InputFileError
 from carelink.keys import Key
-from carelink.pseudonymise import leakscan
+from carelink.pseudonymise import leakscan, risk
 from carelink.pseudonymise.features import FEATURES, PASSED_THROUGH, build_nodes
+from carelink.pseudonymise.report import write_report
 from carelink.pseudonymise.schema import SCHEMA_VERSION, NodeRecord
-from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet
+from carelink.tables import file_sha256, read_json, read_parquet_metadata, write_parquet
 
 log = logging.getLogger(__name__)
 #: Node and activity columns whose values come from a fixed vocabulary (see ``leakscan.scan``).
@@ -38,7 +39,7 @@ class PseudonymiseResult:
 
 
 def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, partnership: str, source_kind: str,
-                        reference_date: dt.date) -> PseudonymiseResult:
+                        reference_date: dt.date, config_sha256: str = "") -> PseudonymiseResult:
     """Pseudonymise one source's standardised records (``ingest_folder``) into ``out_folder``."""
     standardised_path = ingest_folder / "standardised.parquet"
     if not standardised_path.is_file():
@@ -54,8 +55,10 @@ def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, part
     scan = leakscan.scan({"nodes": nodes, "activity": activity}, standardised, CATEGORICAL, aligned=("nodes",))
     meta = {"schema_version": SCHEMA_VERSION, "source": source, "source_kind": source_kind,
             "partnership": partnership, "linkage_key_id": key.key_id, "carelink_version": __version__}
-    report = _report(meta, standardised, nodes, activity, scan, standardised_path)
-    write_json(report, out_folder / "pseudonymisation_report.json")
+    report = _report(meta, standardised, nodes, activity, scan, _inputs(ingest_folder))
+    report["config_sha256"] = config_sha256
+    report["risk"] = risk.assess(standardised, nodes, [f.column for f in FEATURES if f.method == "keyed token"])
+    write_report(report, out_folder)
     if not scan.passed:
         raise DataQualityError(f"{out_folder}: leak scan found identifier values in {scan.leaks[0]['table']}."
                                f"{scan.leaks[0]['column']}; nothing was published")
@@ -74,8 +77,21 @@ def _activity(path: Path, reid_map: pl.DataFrame) -> pl.DataFrame:
     return activity.join(reid_map, on="record_id", how="inner").select(list(schema))
 
 
+def _inputs(ingest_folder: Path) -> dict[str, str]:
+    """Checksums of the raw extract (as ingest read it) and of the standardised file."""
+    inputs = {}
+    validation = ingest_folder / "validation.json"
+    if validation.is_file():
+        raw = read_json(validation)["input"]
+        inputs[raw["path"]] = raw["sha256"]
+    for name in ("standardised.parquet", "activity.parquet"):
+        if (ingest_folder / name).is_file():
+            inputs[name] = file_sha256(ingest_folder / name)
+    return inputs
+
+
 def _report(meta: dict, standardised: pl.DataFrame, nodes: pl.DataFrame, activity: pl.DataFrame,
-            scan: leakscan.LeakScanResult, standardised_path: Path) -> dict:
+            scan: leakscan.LeakScanResult, inputs: dict[str, str]) -> dict:
     fields = [
         {"column": f.column, "from": f.source_field, "method": f.method, "algorithm": f.algorithm,
          "key_id": meta["linkage_key_id"] if f.method in ("keyed token", "encoding") else None,
@@ -95,7 +111,7 @@ def _report(meta: dict, standardised: pl.DataFrame, nodes: pl.DataFrame, activit
                       "sex", "record_id"})
     return {
         **meta,
-        "input": {"path": standardised_path.name, "sha256": file_sha256(standardised_path)},
+        "inputs_sha256": inputs,
         "counts": {"records_in": standardised.height, "records_out": nodes.height, "activity_rows_out": activity.height},
         "dropped_plaintext_fields": dropped,
         "fields": fields,
