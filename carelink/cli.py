@@ -100,9 +100,10 @@ def synth(people: int, seed: int, out: Path) -> None:
 @config_argument
 @workspace_option
 @click.option("--retrain", is_flag=True, help="Train a new model even when one exists.")
+@click.option("--full", is_flag=True, help="Rescore every record, not only those new or changed since the last run.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Also score the result against a truth file.")
 @handle_errors
-def run(config: Path, workspace: Path, retrain: bool, truth: Path | None) -> None:
+def run(config: Path, workspace: Path, retrain: bool, full: bool, truth: Path | None) -> None:
     """Run every stage (ingest, pseudonymise, link, export) in a new run; publish it only if all pass.
 
     Example:
@@ -114,7 +115,7 @@ def run(config: Path, workspace: Path, retrain: bool, truth: Path | None) -> Non
     from carelink.pipeline import run_all
     from carelink.workspace import Workspace
 
-    report = run_all(load_config(config), Workspace(workspace), retrain=retrain)
+    report = run_all(load_config(config), Workspace(workspace), retrain=retrain, full=full)
     scores = evaluate_run(report.run.folder, truth) if truth else None
     click.echo(_summary(report, scores))
 
@@ -132,7 +133,8 @@ def _stage_command(stage: str) -> Callable[..., None]:
         with space.lock():
             run_ = space.new_run() if stage == "ingest" else space.latest_run()
             report = RunReport(run_)
-            run_stage(stage, load_config(config), space, run_, report, retrain=options.get("retrain", False))
+            run_stage(stage, load_config(config), space, run_, report, retrain=options.get("retrain", False),
+                      full=options.get("full", False))
             if stage == "export":
                 space.publish(run_)
         detail = ""
@@ -151,7 +153,9 @@ def _stage_command(stage: str) -> Callable[..., None]:
 
 for _stage in ("ingest", "pseudonymise", "export"):
     main.command(name=_stage)(_stage_command(_stage))
-main.command(name="link")(click.option("--retrain", is_flag=True, help="Train a new model.")(_stage_command("link")))
+main.command(name="link")(
+    click.option("--full", is_flag=True, help="Rescore every record, not only new or changed ones.")(
+        click.option("--retrain", is_flag=True, help="Train a new model.")(_stage_command("link"))))
 
 
 @main.command()
@@ -306,7 +310,11 @@ def history(person_id: str, workspace: Path) -> None:
     from carelink.link.registry import Registry, person_history
     from carelink.workspace import Workspace
 
-    registry = Registry.load(Workspace(workspace).state)
+    space = Workspace(workspace)
+    current = space.current_run()
+    if current is None:
+        raise ConfigError(None, None, f"{workspace} has no successful run yet")
+    registry = Registry.load(current.link)
     events = person_history(registry, person_id)
     records = registry.record_count(person_id)
     if events.height == 0 and records == 0:
@@ -434,7 +442,8 @@ def _summary(report: Any, scores: dict | None) -> str:
         lines.append(f"{result.source:<14} {r.rows_in:>8,}  {r.rows_standardised:>12,}  {r.rows_quarantined:>11,}")
     link = report.link
     lines += ["", f"people found: {link.people:,} from {link.records:,} records "
-              f"({link.edges:,} scored pairs; model {'trained' if link.trained else 'loaded'})"]
+              f"({link.edges:,} scored pairs; model {'trained' if link.trained else 'loaded'}; "
+              f"{link.records_rescored:,} records scored afresh)"]
     spread = "  ".join(f"{k} source{'s' if k > 1 else ''}: {v:,}" for k, v in report.people_by_source_count.items())
     lines.append(f"people by number of sources: {spread}")
     for e in report.exports:

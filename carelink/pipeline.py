@@ -60,9 +60,12 @@ def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, rep
             config_sha256=config.digest()))
 
 
-def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False) -> None:
+def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False,
+             full: bool = False) -> None:
     folders = [run.pseudonymise / source.name for source in config.sources]
+    current = workspace.current_run()
     report.link = link(folders, run.link, workspace.state, config.linkage, run_id=run.run_id, retrain=retrain,
+                       previous=current.link if current else None, incremental=not full,
                        config_digest=config.digest())
 
 
@@ -88,7 +91,7 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
 
 
 def run_stage(stage: str, config: PipelineConfig, workspace: Workspace, run: Run, report: RunReport,
-              *, retrain: bool = False) -> None:
+              *, retrain: bool = False, full: bool = False) -> None:
     """Run one stage inside ``run`` and record its time."""
     started = time.perf_counter()
     if stage == "ingest":
@@ -96,21 +99,24 @@ def run_stage(stage: str, config: PipelineConfig, workspace: Workspace, run: Run
     elif stage == "pseudonymise":
         run_pseudonymise(config, run, workspace, report)
     elif stage == "link":
-        run_link(config, run, workspace, report, retrain=retrain)
+        run_link(config, run, workspace, report, retrain=retrain, full=full)
     elif stage == "export":
         run_export(config, run, workspace, report)
     report.timings[stage] = round(time.perf_counter() - started, 3)
 
 
-def run_all(config: PipelineConfig, workspace: Workspace, *, retrain: bool = False) -> RunReport:
-    """Every stage in a new run; the run becomes current only when all of them passed."""
+def run_all(config: PipelineConfig, workspace: Workspace, *, retrain: bool = False, full: bool = False) -> RunReport:
+    """Every stage in a new run; the run becomes current only when all of them passed.
+
+    Linking is incremental against the current run unless ``full`` (or a new model) asks for a full rescoring.
+    """
     with workspace.lock():
         run = workspace.new_run()
         report = RunReport(run)
         status = "failed"
         try:
             for stage in STAGES:
-                run_stage(stage, config, workspace, run, report, retrain=retrain)
+                run_stage(stage, config, workspace, run, report, retrain=retrain, full=full)
             audit(report)
             status = "succeeded"
         finally:

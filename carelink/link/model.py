@@ -28,6 +28,8 @@ MODEL_COLUMNS = (
     "family_as_name_token", "dob_token", "dob_swapped_token", "dob_year_token", "dob_month_token", "dob_day_token",
     "sex_token", "postcode_unit_token", "postcode_sector_token", "postcode_district_token", "address_bf",
 )
+#: Columns with term-frequency adjustments (their tables must be computed before incremental scoring).
+TF_COLUMNS = ("given_name_token", "family_name_token", "postcode_unit_token")
 #: Popcount columns added before linking so Dice needs one bit_count per word, not three.
 BLOOM_COLUMNS = ("given_name_bf", "family_name_bf", "address_bf")
 

@@ -111,7 +111,8 @@ def _events(claims: pl.DataFrame, kept: pl.DataFrame, retired: pl.DataFrame, fre
         retired.select(
             pl.lit(run_id).alias("run_id"), pl.lit("merged_into").alias("event"), "person_id",
             pl.col("kept_id").alias("related_person_id"), "records"),
-        split_ids.unique(["person_id"], keep="first").join(sizes, on="person_id").select(
+        split_ids.sort("person_id", "origin").unique(["person_id"], keep="first", maintain_order=True)
+        .join(sizes, on="person_id").select(
             pl.lit(run_id).alias("run_id"), pl.lit("split_from").alias("event"), "person_id",
             pl.col("origin").alias("related_person_id"), "records"),
     ]

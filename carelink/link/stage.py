@@ -39,6 +39,7 @@ class LinkResult:
     linkage_key_id: str
     cluster_stats: ClusterStats | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    records_rescored: int = 0
 
 
 def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
@@ -99,11 +100,13 @@ def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, 
             "u_max_pairs": config.u_max_pairs}
 
 
-def _open_linker(frame: pl.DataFrame, config: LinkageConfig, settings: dict[str, Any]) -> Any:
+def _open_linker(frame: pl.DataFrame, config: LinkageConfig, settings: dict[str, Any]) -> tuple[Any, Any]:
+    """A Splink linker over ``frame`` and the backend it runs on."""
     from splink import Linker
 
-    table = _db_api(config.engine).register(frame.to_arrow(), dataset_display_name="nodes")
-    return Linker(table, settings, log_level=logging.ERROR)
+    db_api = _db_api(config.engine)
+    table = db_api.register(frame.to_arrow(), dataset_display_name="nodes")
+    return Linker(table, settings, log_level=logging.ERROR), db_api
 
 
 def _stored_model(model_path: Path, key_id: str) -> dict[str, Any]:
@@ -117,45 +120,54 @@ def _stored_model(model_path: Path, key_id: str) -> dict[str, Any]:
 def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfig, *, config_digest: str = "") -> Any:
     """Train a new model on every source's nodes and write it to ``model_path``; return the trained linker."""
     nodes, key_id = load_nodes(node_folders)
-    return _train_and_save(nodes, model_input(nodes), key_id, model_path, config, config_digest)
+    linker, _ = _train_and_save(nodes, model_input(nodes), key_id, model_path, config, config_digest)
+    return linker
 
 
 def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, model_path: Path, config: LinkageConfig,
                     config_digest: str) -> Any:
     dialect = "spark" if config.engine == "spark" else "duckdb"
-    linker = _open_linker(frame, config, model.settings(dialect))
+    linker, db_api = _open_linker(frame, config, model.settings(dialect))
     training = train(linker, frame, config)
     _write_model(linker, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)
-    return linker
+    return linker, db_api
 
 
 def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config: LinkageConfig, *, run_id: str,
-         retrain: bool = False, config_digest: str = "") -> LinkResult:
-    """Link every source's nodes, cluster them into people and update the registry in ``state_folder``.
+         previous: Path | None = None, retrain: bool = False, incremental: bool = True,
+         config_digest: str = "") -> LinkResult:
+    """Link every source's nodes, cluster them into people and write the person registry into ``out_folder``.
 
-    Loads the trained model when there is one; trains (and says so) when asked or when there is none.
+    ``previous`` is the link folder of the last successful run: its registry keeps person IDs stable, and with
+    ``incremental`` only records that are new or changed since then are scored (against everyone), the previous
+    run's scores being kept for the rest. Loads the trained model in ``state_folder`` when there is one; trains (and
+    says so) when asked or when there is none — a new model always rescores everything.
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     nodes, key_id = load_nodes(node_folders)
-    frame = model_input(nodes)
+    frame = with_row_hash(model_input(nodes))
     comparisons = check_blocking_budget(frame, model.BLOCKING_RULES, config.max_comparisons)
     model_path = config.model or state_folder / "model.json"
     trained = retrain or not model_path.is_file()
     timings["load"] = time.perf_counter() - started
     t0 = time.perf_counter()
     if trained:
-        linker = _train_and_save(nodes, frame, key_id, model_path, config, config_digest)
+        linker, db_api = _train_and_save(nodes, frame.drop("row_hash"), key_id, model_path, config, config_digest)
         timings["train"] = time.perf_counter() - t0
     else:
         stored = _stored_model(model_path, key_id)
-        linker = _open_linker(frame, config, stored["splink"])
+        linker, db_api = _open_linker(frame.drop("row_hash"), config, stored["splink"])
         log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
     t0 = time.perf_counter()
-    edges_sdf = linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")
-    edges = pl.from_arrow(edges_sdf.as_pyarrow_table())
-    assert isinstance(edges, pl.DataFrame)
+    model_sha = _sha256(model_path)
+    baseline = _previous_scores(previous, model_sha) if incremental and not trained else None
+    if baseline is None:
+        edges = _tidy_edges(_as_polars(linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")))
+        changed = frame.height
+    else:
+        edges, changed = _rescore_changes(linker, db_api, frame, *baseline)
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     clusters, cluster_stats = cluster(nodes, edges, config.threshold)
@@ -163,28 +175,78 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings["cluster"] = time.perf_counter() - t0
     if clusters.height != nodes.height:
         raise DataQualityError(f"clustering returned {clusters.height} records for {nodes.height} nodes")
-    registry = assign_person_ids(Registry.load(state_folder), clusters, run_id)
-    edges = _tidy_edges(edges)
-    meta = {"linkage_key_id": key_id, "model_sha256": _sha256(model_path)}
+    prior_registry = Registry.load(previous) if previous is not None else Registry.empty()
+    registry = assign_person_ids(prior_registry, clusters, run_id)
+    meta = {"linkage_key_id": key_id, "model_sha256": model_sha}
     write_parquet(edges, out_folder / "edges.parquet", meta)
+    write_parquet(frame.select("record_token", "row_hash"), out_folder / "population.parquet", meta)
     write_parquet(registry.records.join(clusters.select("record_token", "source"), on="record_token"),
                   out_folder / "person_map.parquet", meta)
-    registry.save(state_folder)
+    registry.save(out_folder)
     model_document = _read_model(model_path)
     write_json(model_document, out_folder / "model.json")
     write_report(out_folder, nodes=nodes, edges=edges, person_map=registry.records, model_document=model_document,
                  threshold=config.threshold, cluster_stats=asdict(cluster_stats), comparisons=comparisons, run_id=run_id)
     timings["total"] = time.perf_counter() - started
     people = registry.records["person_id"].n_unique()
-    log.info("link: %d records, %d edges, %d people", nodes.height, edges.height, people)
-    return LinkResult(nodes.height, edges.height, people, model_path, trained, key_id, cluster_stats, timings)
+    log.info("link: %d records (%d scored afresh), %d edges, %d people", nodes.height, changed, edges.height, people)
+    return LinkResult(nodes.height, edges.height, people, model_path, trained, key_id, cluster_stats, timings,
+                      records_rescored=changed)
+
+
+def with_row_hash(frame: pl.DataFrame) -> pl.DataFrame:
+    """Add a hash of every match feature, so a record whose features changed since the last run is noticed."""
+    features = [c for c in frame.columns if c != "record_token"]
+    return frame.with_columns(frame.select(features).hash_rows(seed=0).alias("row_hash"))
+
+
+def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The last run's population and scored pairs, when they were made with this model."""
+    if previous is None or not (previous / "population.parquet").is_file():
+        return None
+    if read_parquet_metadata(previous / "edges.parquet").get("model_sha256") != model_sha:
+        log.info("link: the model changed since the last run; scoring everything")
+        return None
+    return pl.read_parquet(previous / "population.parquet"), pl.read_parquet(previous / "edges.parquet")
+
+
+def _rescore_changes(linker: Any, db_api: Any, frame: pl.DataFrame, population: pl.DataFrame,
+                     old_edges: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Keep last run's scores among unchanged records; score new and changed records against everyone."""
+    unchanged_ids = frame.join(population, on=["record_token", "row_hash"], how="semi").select("record_token")
+    changed = frame.join(unchanged_ids, on="record_token", how="anti").drop("row_hash")
+    unchanged = frame.join(unchanged_ids, on="record_token", how="semi").drop("row_hash")
+    kept = old_edges.join(unchanged_ids.rename({"record_token": "record_token_l"}), on="record_token_l", how="semi")
+    kept = kept.join(unchanged_ids.rename({"record_token": "record_token_r"}), on="record_token_r", how="semi")
+    if changed.height == 0:
+        return kept, 0
+    for column in model.TF_COLUMNS:
+        linker.table_management.compute_tf_table(column)
+    changed_sdf = db_api.register(changed.to_arrow())
+    scored = [linker.inference.predict_within(changed_sdf, threshold_match_probability=0.5, warning_mode="never")]
+    if unchanged.height:
+        unchanged_sdf = db_api.register(unchanged.to_arrow())
+        scored.append(linker.inference.predict_between(changed_sdf, unchanged_sdf, threshold_match_probability=0.5,
+                                                       warning_mode="never"))
+    fresh = pl.concat([_tidy_edges(_as_polars(sdf)) for sdf in scored], how="diagonal_relaxed")
+    edges = pl.concat([kept, fresh], how="diagonal_relaxed").select(kept.columns)
+    return edges.sort("record_token_l", "record_token_r"), changed.height
+
+
+def _as_polars(sdf: Any) -> pl.DataFrame:
+    frame = pl.from_arrow(sdf.as_pyarrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
 
 
 def _tidy_edges(edges: pl.DataFrame) -> pl.DataFrame:
-    """Keep the pair, its score and the agreement pattern (gamma per comparison) that explains it."""
-    keep = ["record_token_l", "record_token_r", "source_l", "source_r", "match_weight", "match_probability"]
-    keep += [c for c in edges.columns if c.startswith("gamma_") or c.startswith("mw_")]
-    return edges.select([c for c in keep if c in edges.columns]).sort("record_token_l", "record_token_r")
+    """Keep the pair (smaller token on the left), its score and the match weight of each comparison."""
+    keep = ["record_token_l", "record_token_r", "match_weight", "match_probability"]
+    keep += [c for c in edges.columns if c.startswith("mw_")]
+    low = pl.min_horizontal("record_token_l", "record_token_r")
+    high = pl.max_horizontal("record_token_l", "record_token_r")
+    tidy = edges.select(keep).with_columns(low.alias("record_token_l"), high.alias("record_token_r"))
+    return tidy.sort("record_token_l", "record_token_r")
 
 
 def _write_model(linker: Any, path: Path, nodes: pl.DataFrame, key_id: str, config_digest: str,
