@@ -23,6 +23,7 @@ from functools import cache
 from importlib import resources
 
 import jellyfish
+import numpy as np
 import polars as pl
 
 BLOOM_BITS = 512
@@ -63,28 +64,31 @@ def record_token_of(field_key: bytes, value: str) -> str:
     return hmac.digest(field_key, value.encode("utf-8"), "sha256")[:16].hex()
 
 
-def _map_distinct(series: pl.Series, function: Callable[[str], object], dtype: pl.DataType) -> pl.Series:
-    """Apply ``function`` once per distinct non-null value of ``series`` and map the results back."""
-    distinct = series.drop_nulls().unique()
+def _map_distinct(series: pl.Series, function: Callable[[list[str]], pl.Series]) -> pl.Series:
+    """Encode each distinct non-null value of ``series`` once (``function`` maps a list of values to a Series of
+    their encodings) and map the results back onto every row."""
+    distinct = series.drop_nulls().unique().sort()
+    encoded = function(distinct.to_list())
     if distinct.len() == 0:
-        return pl.Series(series.name, [None] * series.len(), dtype=dtype)
-    values = distinct.to_list()
-    mapping = pl.DataFrame(
-        {"_value": pl.Series(values, dtype=series.dtype), "_encoded": pl.Series([function(v) for v in values], dtype=dtype)}
-    )
+        return pl.Series(series.name, [None] * series.len(), dtype=encoded.dtype)
+    mapping = pl.DataFrame({"_value": distinct, "_encoded": encoded})
     frame = pl.DataFrame({"_value": series}).with_row_index("_i")
     joined = frame.join(mapping, on="_value", how="left").sort("_i")
     return joined["_encoded"].alias(series.name)
 
 
+def _each(function: Callable[[str], object], dtype: pl.DataType) -> Callable[[list[str]], pl.Series]:
+    return lambda values: pl.Series([function(v) for v in values], dtype=dtype)
+
+
 def tokens(series: pl.Series, field_key: bytes) -> pl.Series:
     """Keyed 64-bit tokens of a string column (nulls stay null)."""
-    return _map_distinct(series.cast(pl.String), lambda v: token_of(field_key, v), pl.Int64)
+    return _map_distinct(series.cast(pl.String), _each(lambda v: token_of(field_key, v), pl.Int64))
 
 
 def record_tokens(series: pl.Series, field_key: bytes) -> pl.Series:
     """Keyed 128-bit hex tokens of a string column."""
-    return _map_distinct(series.cast(pl.String), lambda v: record_token_of(field_key, v), pl.String)
+    return _map_distinct(series.cast(pl.String), _each(lambda v: record_token_of(field_key, v), pl.String))
 
 
 def bigrams(value: str) -> set[str]:
@@ -116,19 +120,30 @@ class BloomEncoder:
 
     def encode(self, value: str) -> list[int]:
         """The filter of one value as signed 64-bit words."""
-        bits = 0
-        for gram in bigrams(value):
-            bits |= self._pattern(gram)
-        words = []
-        for _ in range(self._bits // 64):
-            word = bits & _MASK64
-            words.append(word - (1 << 64) if word >= 1 << 63 else word)
-            bits >>= 64
-        return words
+        return self._words([value]).row(0)
+
+    def _words(self, values: list[str]) -> pl.DataFrame:
+        """Filters of many values as a (values × words) table of signed 64-bit integers.
+
+        Vectorised: each distinct bigram's bit pattern is computed once (HMAC), then every value's filter is the
+        bitwise OR of its bigrams' patterns, aggregated word by word in polars.
+        """
+        names = [f"w{i}" for i in range(self._bits // 64)]
+        if not values:
+            return pl.DataFrame(schema={name: pl.Int64 for name in names})
+        grams = pl.DataFrame({"_v": range(len(values)), "_gram": [list(bigrams(v)) for v in values]}).explode("_gram")
+        distinct = grams["_gram"].unique().to_list()
+        size = self._bits // 8
+        buffer = b"".join(self._pattern(gram).to_bytes(size, "little") for gram in distinct)
+        patterns = pl.DataFrame(np.frombuffer(buffer, dtype="<i8").reshape(len(distinct), len(names)), schema=names,
+                                orient="row").with_columns(pl.Series("_gram", distinct))
+        filters = grams.join(patterns, on="_gram").group_by("_v").agg(pl.col(n).bitwise_or() for n in names)
+        return filters.sort("_v").select(names)
 
     def encode_series(self, series: pl.Series) -> pl.Series:
-        """Filters of a string column (null stays null)."""
-        return _map_distinct(series.cast(pl.String), self.encode, pl.List(pl.Int64))
+        """Filters of a string column as lists of signed 64-bit words (null stays null)."""
+        return _map_distinct(series.cast(pl.String),
+                             lambda values: self._words(values).select(pl.concat_list(pl.all()).alias("w")).to_series())
 
 
 def dice(left: list[int], right: list[int]) -> float:
@@ -140,7 +155,7 @@ def dice(left: list[int], right: list[int]) -> float:
 
 def phonetic(series: pl.Series) -> pl.Series:
     """Metaphone code of each value's first word (computed before tokenising; never leaves in plaintext)."""
-    return _map_distinct(series.cast(pl.String), lambda v: jellyfish.metaphone(v.split(" ")[0]) or v, pl.String)
+    return _map_distinct(series.cast(pl.String), _each(lambda v: jellyfish.metaphone(v.split(" ")[0]) or v, pl.String))
 
 
 @cache
@@ -158,4 +173,4 @@ def nickname_table() -> dict[str, str]:
 def canonical_forename(series: pl.Series) -> pl.Series:
     """First word of a forename with nicknames mapped to their canonical form (PEGGY → MARGARET)."""
     table = nickname_table()
-    return _map_distinct(series.cast(pl.String), lambda v: table.get(v.split(" ")[0], v.split(" ")[0]), pl.String)
+    return _map_distinct(series.cast(pl.String), _each(lambda v: table.get(v.split(" ")[0], v.split(" ")[0]), pl.String))

@@ -107,7 +107,7 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
     """
     spellings = identifier_spellings(standardised)
     needles = pl.DataFrame({"_needle": spellings})
-    known = set(spellings.to_list())
+    known = spellings.implode()
     own = _own_numeric_spellings(standardised)
     result = LeakScanResult(identifier_values=spellings.len())
     for table_name, frame in outputs.items():
@@ -128,7 +128,7 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
                     continue
                 upper = cells.str.to_uppercase()
                 hits = pl.DataFrame({"_needle": upper}).join(needles, on="_needle", how="semi").height
-                if series.dtype == pl.String:
+                if series.dtype == pl.String and cells.str.contains(r"[^0-9a-f]").any():  # hex tokens embed nothing
                     hits += _embedded_hits(upper, known)
             result.columns_scanned += 1
             result.cells_scanned += series.len()
@@ -137,7 +137,7 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
     return result
 
 
-def _embedded_hits(upper: pl.Series, known: set[str]) -> int:
+def _embedded_hits(upper: pl.Series, known: pl.Series) -> int:
     """Cells holding an identifier NHS number or postcode inside longer text, as a separate word (a run of digits
     inside a hex token is not an NHS number)."""
     found = pl.DataFrame({"_cell": upper}).with_row_index("_row").select(
@@ -146,7 +146,7 @@ def _embedded_hits(upper: pl.Series, known: set[str]) -> int:
         .alias("_found"),
     ).explode("_found").drop_nulls("_found")
     candidates = found.with_columns(pl.col("_found").str.replace_all(r"[ -]", "").alias("_compact"))
-    hits = candidates.filter(pl.col("_found").is_in(list(known)) | pl.col("_compact").is_in(list(known)))
+    hits = candidates.filter(pl.col("_found").is_in(known) | pl.col("_compact").is_in(known))
     return hits["_row"].n_unique()
 
 
