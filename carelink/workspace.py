@@ -169,6 +169,7 @@ class Workspace:
         path = self.keys / f"{kind}.key"
         if path.is_file():
             return load_key_file(path, passphrase, expected_kind=kind)
+        self.keys.mkdir(parents=True, exist_ok=True)
         key = new_key_file(path, kind, passphrase)
         log.warning("the config names no %s key: created %s (key ID %s)", kind, path, key.key_id)
         return key

@@ -59,7 +59,9 @@ def identifier_spellings(standardised: pl.DataFrame) -> pl.Series:
         if name == "nhs_number":
             parts.append(text.str.slice(0, 3) + " " + text.str.slice(3, 3) + " " + text.str.slice(6))
     values = pl.concat([p.cast(pl.String) for p in parts]).str.to_uppercase().unique()
-    return values.filter(values.str.len_chars() >= 2)
+    # A short number ("12") is as likely an activity code as record 12's id; numbers count from five digits.
+    numeric = values.str.contains(r"^[0-9]+$")
+    return values.filter((~numeric & (values.str.len_chars() >= 2)) | (numeric & (values.str.len_chars() >= 5)))
 
 
 def _own_numeric_spellings(standardised: pl.DataFrame) -> pl.Series:
@@ -75,10 +77,11 @@ def _own_numeric_spellings(standardised: pl.DataFrame) -> pl.Series:
 
 
 def _dates_of_birth(series: pl.Series, births: pl.Series) -> int:
-    """Rows of a date column holding their own record's date of birth, when that is systematic (over 1 % of the
-    column's dates): a consent recorded on the day a baby was born is an event, a column of birth dates a leak."""
+    """Rows of a date column holding their own record's date of birth, when that is systematic (two or more rows and
+    over 1 % of the column's dates): a consent recorded on the day a baby was born is an event, a column of birth
+    dates a leak."""
     same = int((series == births).fill_null(False).sum())
-    return same if same > 0.01 * max(series.is_not_null().sum(), 1) else 0
+    return same if same >= 2 and same > 0.01 * max(series.is_not_null().sum(), 1) else 0
 
 
 def _numeric_hits_aligned(series: pl.Series, own: pl.Series) -> int:

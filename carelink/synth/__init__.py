@@ -25,41 +25,30 @@ Case labels in truth.csv (``;``-separated, in ``ALL_CASES`` order, empty when cl
 
 Cosmetic variation (letter case, spacing, punctuation, accents, postcode and NHS-number layout, address
 layout and abbreviations) is not labelled.
+
+``generate_nights(out_dir, people, seed, nights)`` writes a sequence of nightly deliveries of the same
+partnership, ``out_dir/night_01`` (the baseline, identical to ``generate_partnership``), ``night_02``,
+... each a complete folder as above plus ``changes.json``; every night about 1 % of each source's
+records are new, 0.5 % updated (same record id) and 0.2 % deleted (see ``carelink.synth.nights``).
+Records changed that night also carry an ``updated_<kind>`` label (``UPDATE_CASES``): ``updated_moved``,
+``updated_nhs``, ``updated_surname``, ``updated_typo``, ``updated_dob``.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import numpy as np
-
-from carelink.synth import consent
-from carelink.synth.errors import RECORD_CASES, build_records
-from carelink.synth.extracts import (
-    ALL_CASES,
-    EXTRA_CASES,
-    PERSON_CASES,
-    assemble,
-    pipeline_config,
-    write_activity,
-    write_extract,
-    write_pipeline_yaml,
-    write_truth,
-)
+from carelink.synth.errors import RECORD_CASES
+from carelink.synth.extracts import ALL_CASES, EXTRA_CASES, PERSON_CASES, UPDATE_CASES, pipeline_config
 from carelink.synth.households import REFERENCE_DATE
 from carelink.synth.nhs import (
     PLACEHOLDER_NHS_NUMBERS,
     is_test_range,
     is_valid_nhs_number,
     nhs_check_digit,
-    valid_test_numbers,
 )
-from carelink.synth.people import build_people
+from carelink.synth.nights import generate_nights, night_folder
+from carelink.synth.partnership import SynthSummary, generate_partnership
 from carelink.synth.reference import load_nicknames
-from carelink.synth.sources import SOURCES, SourceSpec, select_members
+from carelink.synth.sources import SOURCES, SourceSpec
 
 __all__ = [
     "ALL_CASES",
@@ -69,100 +58,15 @@ __all__ = [
     "RECORD_CASES",
     "REFERENCE_DATE",
     "SOURCES",
+    "UPDATE_CASES",
     "SourceSpec",
     "SynthSummary",
+    "generate_nights",
     "generate_partnership",
     "is_test_range",
     "is_valid_nhs_number",
     "load_nicknames",
     "nhs_check_digit",
+    "night_folder",
     "pipeline_config",
 ]
-
-log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SynthSummary:
-    """What ``generate_partnership`` wrote."""
-
-    people: int
-    seed: int
-    households: int
-    records_per_source: dict[str, int]
-    activity_per_source: dict[str, int]
-    files: list[Path] = field(default_factory=list)
-
-    @property
-    def records(self) -> int:
-        """Total records across all extracts."""
-        return sum(self.records_per_source.values())
-
-
-def generate_partnership(out_dir: Path, people: int, seed: int) -> SynthSummary:
-    """Generate a synthetic five-partner integrated-care dataset.
-
-    Args:
-        out_dir: directory to write into (created if missing; existing files are overwritten).
-        people: number of true people, 1 to about 909,000 (the size of the 999 NHS test range).
-        seed: random seed; the same seed and size give byte-identical files.
-
-    Returns:
-        A summary with record counts per source and the files written.
-    """
-    if people < 1:
-        raise ValueError("people must be at least 1")
-    capacity = len(valid_test_numbers())
-    if people > capacity:
-        raise ValueError(f"people must be at most {capacity}, the number of valid NHS numbers in the 999 test range")
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    streams = [
-        np.random.Generator(np.random.PCG64(s)) for s in np.random.SeedSequence(seed).spawn(3 + 3 * len(SOURCES))
-    ]
-    population = build_people(streams[0], people)
-    members = select_members(streams[1], population)
-    person_consent = consent.person_consent(streams[2], population.n)
-    log.info(
-        "built %d people in %d households (%.1fs)",
-        population.n,
-        len(population.skeleton.hh_kind),
-        time.perf_counter() - started,
-    )
-
-    extracts = []
-    for i, spec in enumerate(SOURCES):
-        records = build_records(streams[3 + 3 * i], spec, population, members[spec.name])
-        extracts.append(assemble(streams[4 + 3 * i], records, population, person_consent))
-    conflict = consent.conflicts(population.n, [(ex.pid, ex.consent) for ex in extracts if ex.consent is not None])
-    for ex in extracts:
-        has_consent = np.zeros(len(ex.pid), dtype=bool) if ex.consent is None else ex.consent != ""
-        ex.cases["consent_conflict"] = conflict[ex.pid] & has_consent
-    log.info("built %d records (%.1fs)", sum(len(ex.pid) for ex in extracts), time.perf_counter() - started)
-
-    files: list[Path] = []
-    activity: dict[str, int] = {}
-    for i, ex in enumerate(extracts):
-        files.append(write_extract(out_dir, ex))
-        path, rows = write_activity(streams[5 + 3 * i], out_dir, ex, population)
-        files.append(path)
-        activity[ex.spec.name] = rows
-    files.append(write_truth(out_dir, extracts))
-    files.append(write_pipeline_yaml(out_dir))
-    summary = SynthSummary(
-        people=population.n,
-        seed=seed,
-        households=len(population.skeleton.hh_kind),
-        records_per_source={ex.spec.name: len(ex.pid) for ex in extracts},
-        activity_per_source=activity,
-        files=files,
-    )
-    log.info(
-        "wrote %d records and %d activity rows to %s (%.1fs)",
-        summary.records,
-        sum(activity.values()),
-        out_dir,
-        time.perf_counter() - started,
-    )
-    return summary

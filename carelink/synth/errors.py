@@ -98,6 +98,10 @@ class RecordSet:
     town: np.ndarray
     postcode: np.ndarray
     cases: dict[str, np.ndarray]
+    #: What the record meant to say before typos (nickname, maiden name etc. kept); None: same as shown.
+    given_intended: np.ndarray | None = None
+    family_intended: np.ndarray | None = None
+    postcode_intended: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -235,6 +239,7 @@ def build_records(rng: np.random.Generator, spec: SourceSpec, people: People, me
     given[m] = [nick_table[g][int(u * len(nick_table[g]))] for g, u in zip(given[m], picks[m], strict=True)]
     m = hit("middle_name", rates.middle_name, (middle != "") & ~kbm)
     given[m] = given[m] + " " + middle[m]
+    given_intended, family_intended = given.copy(), family.copy()
     for name, arr in (("typo_given", given), ("typo_family", family)):
         m = hit(name, getattr(rates, name))
         idx = np.flatnonzero(m)
@@ -280,6 +285,7 @@ def build_records(rng: np.random.Generator, spec: SourceSpec, people: People, me
     for f in ("premise", "street", "town", "postcode"):
         parts[f] = getattr(addr, f)[pid].copy()
         parts[f][stale] = getattr(old, f)[pid][stale]
+    postcode_intended = parts["postcode"].copy()
     taken[:] = False
     m = hit("postcode_missing", rates.postcode_missing, exclusive=True)
     parts["postcode"][m] = ""
@@ -299,4 +305,7 @@ def build_records(rng: np.random.Generator, spec: SourceSpec, people: People, me
         parts["town"],
         parts["postcode"],
         cases,
+        given_intended,
+        family_intended,
+        postcode_intended,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -21,6 +22,8 @@ PERSON_CASES: tuple[str, ...] = ("twin", "jr_sr", "care_home")
 EXTRA_CASES: tuple[str, ...] = ("title", "consent_conflict")
 #: Every label truth.csv can carry, in the order they are listed.
 ALL_CASES: tuple[str, ...] = PERSON_CASES + RECORD_CASES + EXTRA_CASES
+#: Labels of records changed in a nightly delivery (``generate_nights``), listed after ``ALL_CASES``.
+UPDATE_CASES: tuple[str, ...] = ("updated_moved", "updated_nhs", "updated_surname", "updated_typo", "updated_dob")
 ACTIVITY_START = hh.REFERENCE_DATE - np.timedelta64(365 * 3 + 1, "D")  # 2023-11-01
 
 
@@ -34,6 +37,8 @@ class Extract:
     record_id: np.ndarray
     cases: dict[str, np.ndarray]
     consent: np.ndarray | None  # shared-care consent value per row, if the source records it
+    #: Per-row values before typos, for later corrections: "given", "family", "postcode".
+    raw: dict[str, np.ndarray] | None = None
 
 
 def assemble(rng: np.random.Generator, rs: RecordSet, people: People, pc: consent.PersonConsent) -> Extract:
@@ -75,6 +80,11 @@ def assemble(rng: np.random.Generator, rs: RecordSet, people: People, pc: consen
         cases[name] = mask[rs.pid]
     order = frame[cols["record_id"]].arg_sort().to_numpy()
     frame = frame.select(pl.all().gather(order))
+    raw = {
+        "given": rs.given if rs.given_intended is None else rs.given_intended,
+        "family": rs.family if rs.family_intended is None else rs.family_intended,
+        "postcode": rs.postcode if rs.postcode_intended is None else rs.postcode_intended,
+    }
     return Extract(
         spec=spec,
         frame=frame,
@@ -82,6 +92,7 @@ def assemble(rng: np.random.Generator, rs: RecordSet, people: People, pc: consen
         record_id=frame[cols["record_id"]].to_numpy().astype(object),
         cases={k: v[order] for k, v in cases.items()},
         consent=None if scr is None else scr[order],
+        raw={k: v[order] for k, v in raw.items()},
     )
 
 
@@ -107,6 +118,31 @@ def activity_path(spec: SourceSpec) -> str:
 
 def write_activity(rng: np.random.Generator, out_dir: Path, ex: Extract, people: People) -> tuple[Path, int]:
     """Write 0-10 dated activity rows per record (more for frailer people); return (path, rows)."""
+    frame = make_activity(rng, ex, people)
+    return write_activity_frame(out_dir, ex.spec, frame), len(frame)
+
+
+def activity_frame(spec: SourceSpec, record_id: np.ndarray, dates: np.ndarray, kinds: np.ndarray) -> pl.DataFrame:
+    """Return activity rows (record id, ``activity_date`` as a Date, ``activity_type``) in the given order."""
+    return pl.DataFrame(
+        {
+            spec.id_column: pl.Series(record_id, dtype=pl.Utf8),
+            "activity_date": pl.Series(dates.astype("datetime64[D]")).cast(pl.Date),
+            "activity_type": pl.Series(kinds, dtype=pl.Utf8),
+        }
+    )
+
+
+def write_activity_frame(out_dir: Path, spec: SourceSpec, frame: pl.DataFrame) -> Path:
+    """Write activity rows (dates as Date) in the source's activity date format and encoding."""
+    text = frame.with_columns(pl.col("activity_date").dt.strftime(spec.activity_date_format).fill_null(""))
+    path = out_dir / activity_path(spec)
+    _write_csv(text, path, spec.encoding)
+    return path
+
+
+def make_activity(rng: np.random.Generator, ex: Extract, people: People) -> pl.DataFrame:
+    """Draw 0-10 dated activity rows per record (more for frailer people), sorted by record and date."""
     spec = ex.spec
     frailty = people.frailty[ex.pid]
     counts = np.minimum(rng.poisson(spec.activity_mean * (0.3 + 1.7 * frailty)), 10)
@@ -117,26 +153,19 @@ def write_activity(rng: np.random.Generator, out_dir: Path, ex: Extract, people:
     p = np.array(spec.activity_weights) / sum(spec.activity_weights)
     kinds = np.array(spec.activity_types, dtype=object)[rng.choice(len(p), size=len(row_of), p=p)]
     order = np.lexsort((dates, row_of))
-    frame = pl.DataFrame(
-        {
-            spec.id_column: pl.Series(ex.record_id[row_of][order], dtype=pl.Utf8),
-            "activity_date": formats.format_dates(dates[order], spec.activity_date_format),
-            "activity_type": pl.Series(kinds[order], dtype=pl.Utf8),
-        }
-    )
-    path = out_dir / activity_path(spec)
-    _write_csv(frame, path, spec.encoding)
-    return path, len(frame)
+    return activity_frame(spec, ex.record_id[row_of][order], dates[order], kinds[order])
 
 
 def truth_frame(ex: Extract) -> pl.DataFrame:
     """Return the truth rows (source, record_id, entity_id, cases) for one extract."""
-    flags = pl.DataFrame({name: ex.cases.get(name, np.zeros(len(ex.pid), dtype=bool)) for name in ALL_CASES})
-    cases = flags.select(
-        pl.concat_str([pl.when(pl.col(c)).then(pl.lit(c)) for c in ALL_CASES], separator=";", ignore_nulls=True).alias(
-            "cases"
-        )
-    )["cases"]
+    labels = [c for c in ALL_CASES + UPDATE_CASES if c in ex.cases and ex.cases[c].any()]
+    if labels:
+        flags = pl.DataFrame({name: ex.cases[name] for name in labels})
+        cases = flags.select(
+            pl.concat_str([pl.when(pl.col(c)).then(pl.lit(c)) for c in labels], separator=";", ignore_nulls=True)
+        ).to_series()
+    else:
+        cases = pl.Series(np.full(len(ex.pid), "", dtype=object), dtype=pl.Utf8)
     entity = pl.Series(ex.pid).cast(pl.Utf8).str.zfill(7)
     return pl.DataFrame(
         {
@@ -155,8 +184,11 @@ def write_truth(out_dir: Path, extracts: list[Extract]) -> Path:
     return path
 
 
-def pipeline_config(sources: tuple[SourceSpec, ...] = SOURCES) -> dict:
-    """Return the pipeline.yaml content describing the extracts, with paths relative to it."""
+def pipeline_config(sources: tuple[SourceSpec, ...] = SOURCES, reference_date: Any = None) -> dict:
+    """Return the pipeline.yaml content describing the extracts, with paths relative to it.
+
+    ``reference_date`` (a date or ISO string) defaults to ``REFERENCE_DATE``; nightly deliveries use their own date.
+    """
     entries = []
     for spec in sources:
         entry: dict = {
@@ -183,7 +215,7 @@ def pipeline_config(sources: tuple[SourceSpec, ...] = SOURCES) -> dict:
         entries.append(entry)
     return {
         "partnership": "demo",
-        "reference_date": str(hh.REFERENCE_DATE),
+        "reference_date": str(hh.REFERENCE_DATE if reference_date is None else reference_date),
         "sources": entries,
         "exports": [
             {"recipient": "cct_direct_care", "purpose": "direct_care"},
@@ -192,10 +224,12 @@ def pipeline_config(sources: tuple[SourceSpec, ...] = SOURCES) -> dict:
     }
 
 
-def write_pipeline_yaml(out_dir: Path) -> Path:
-    """Write pipeline.yaml for the synthetic partnership."""
+def write_pipeline_yaml(out_dir: Path, reference_date: Any = None) -> Path:
+    """Write pipeline.yaml for the synthetic partnership (``reference_date`` as in ``pipeline_config``)."""
     path = out_dir / "pipeline.yaml"
     header = "# Synthetic partnership written by carelink.synth; paths are relative to this file.\n"
-    body = yaml.safe_dump(pipeline_config(), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    body = yaml.safe_dump(
+        pipeline_config(reference_date=reference_date), sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
     path.write_text(header + body, encoding="utf-8")
     return path

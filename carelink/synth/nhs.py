@@ -126,3 +126,34 @@ def mistype(number: str, draws: np.ndarray) -> str:
     if is_valid_nhs_number(out):  # a substitution can land on a number whose check is 10 -> invalid anyway
         out = out[:9] + str((int(out[9]) + 1) % 10)
     return out
+
+
+def allocate_more(rng: np.random.Generator, used: np.ndarray, n: int, twin_pairs: np.ndarray) -> np.ndarray:
+    """Issue n more numbers that nobody has had yet, like ``allocate``, and mark them used.
+
+    Args:
+        rng: random generator.
+        used: boolean mask over ``valid_test_numbers()`` of numbers already issued; updated in place.
+        n: how many people need a number.
+        twin_pairs: (k, 2) indices into the n new people; each pair gets consecutive valid numbers.
+
+    Returns:
+        int64 array of length n.
+    """
+    pool = valid_test_numbers()
+    if n > int((~used).sum()):
+        raise ValueError(f"the 999 test range has only {int((~used).sum())} unissued valid NHS numbers; asked for {n}")
+    numbers = np.zeros(n, dtype=np.int64)
+    rest = np.ones(n, dtype=bool)
+    if len(twin_pairs):
+        even = np.arange(0, len(pool) - 1, 2)
+        free_pairs = even[~used[even] & ~used[even + 1]]
+        slots = np.sort(rng.choice(free_pairs, size=len(twin_pairs), replace=False))
+        numbers[twin_pairs[:, 0]] = pool[slots]
+        numbers[twin_pairs[:, 1]] = pool[slots + 1]
+        used[slots] = used[slots + 1] = True
+        rest[twin_pairs.ravel()] = False
+    picks = rng.choice(np.flatnonzero(~used), size=int(rest.sum()), replace=False)
+    numbers[rest] = pool[picks]
+    used[picks] = True
+    return numbers

@@ -302,6 +302,13 @@ VOLUNTARY = SourceSpec(
 SOURCES: tuple[SourceSpec, ...] = (GP, ACUTE, COMMUNITY, SOCIAL_CARE, VOLUNTARY)
 
 
+def coverage_probability(spec: SourceSpec, age: np.ndarray, frailty: np.ndarray, care: np.ndarray) -> np.ndarray:
+    """Return the probability that ``spec`` holds each person, from age, frailty and care-home residence."""
+    base, frail, under5, care_p = spec.coverage
+    p = np.clip(base + frail * frailty + under5 * (age < 5), 0, 0.995)
+    return np.where(care, care_p, p)
+
+
 def select_members(rng: np.random.Generator, people: People) -> dict[str, np.ndarray]:
     """Decide which sources hold each person; everyone is in at least one.
 
@@ -311,14 +318,9 @@ def select_members(rng: np.random.Generator, people: People) -> dict[str, np.nda
     Returns:
         Source name -> ascending person indices.
     """
-    age = people.skeleton.age
-    young = age < 5
-    care = people.care_home
     chosen = np.zeros((len(SOURCES), people.n), dtype=bool)
     for i, spec in enumerate(SOURCES):
-        base, frail, under5, care_p = spec.coverage
-        p = np.clip(base + frail * people.frailty + under5 * young, 0, 0.995)
-        p = np.where(care, care_p, p)
+        p = coverage_probability(spec, people.skeleton.age, people.frailty, people.care_home)
         chosen[i] = rng.random(people.n) < p
     nowhere = ~chosen.any(axis=0)
     chosen[0, nowhere] = True  # registered with a GP at least
