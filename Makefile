@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/carelink run $(DEMO)/data/pipeline.yaml --workspace $(DEMO)/workspace --truth $(DEMO)/data/truth.csv
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not spark"

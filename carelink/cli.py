@@ -78,16 +78,28 @@ workspace_option = click.option("--workspace", "-w", required=True, type=click.P
 @click.option("--people", default=5000, show_default=True, type=click.IntRange(1, 20_000_000), help="People to generate.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed (same seed, same files).")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write.")
+@click.option("--nights", type=click.IntRange(1, 366), help="Write a sequence of nightly full extracts (night_01/ …).")
 @handle_errors
-def synth(people: int, seed: int, out: Path) -> None:
+def synth(people: int, seed: int, out: Path, nights: int | None) -> None:
     """Generate a synthetic partnership: five extracts, activity, truth.csv and pipeline.yaml.
+
+    With --nights N, N nightly deliveries of the same partnership (new, updated and deleted records each night),
+    each a complete folder with its own truth.csv, pipeline.yaml and changes.json.
 
     Example:
 
         carelink synth --people 10000 --seed 7 --out demo
+        carelink synth --people 10000 --nights 5 --out nights
     """
-    from carelink.synth import generate_partnership
+    from carelink.synth import generate_nights, generate_partnership
 
+    if nights:
+        for night in generate_nights(out, people=people, seed=seed, nights=nights):
+            changes = night.changes.get("totals", {}) if night.changes else {}
+            click.echo(f"night {night.night:>2}: {night.records:,} records  "
+                       + "  ".join(f"{k} {v:,}" for k, v in changes.items() if k != "records"))
+        click.echo(f"next: carelink run {out / 'night_01' / 'pipeline.yaml'} --workspace WORKSPACE, then night_02 …")
+        return
     summary = generate_partnership(out, people=people, seed=seed)
     total = sum(summary.records_per_source.values())
     click.echo(f"wrote {total:,} records of {summary.people:,} people to {out}")
@@ -129,11 +141,12 @@ def _stage_command(stage: str) -> Callable[..., None]:
         from carelink.pipeline import RunReport, run_stage
         from carelink.workspace import Workspace
 
+        settings = load_config(config)  # before a run folder exists, so a bad config leaves nothing behind
         space = Workspace(workspace)
         with space.lock():
             run_ = space.new_run() if stage == "ingest" else space.latest_run()
             report = RunReport(run_)
-            run_stage(stage, load_config(config), space, run_, report, retrain=options.get("retrain", False),
+            run_stage(stage, settings, space, run_, report, retrain=options.get("retrain", False),
                       full=options.get("full", False))
             if stage == "export":
                 space.publish(run_)

@@ -6,9 +6,11 @@ point outside its folder (a config must not be able to read ``/etc/passwd`` or a
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import hashlib
 import json
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import yaml
 
 from carelink.errors import ConfigError
+from carelink.export.purposes import SHIPPED_PURPOSES, PurposeError, PurposeRules, parse_purpose
 
 SOURCE_KINDS = ("health", "social_care", "voluntary")
 FORMATS = ("csv", "parquet")
@@ -43,7 +46,9 @@ CONSENT_FIELDS = (
     "sensitive_category",
 )
 ACTIVITY_FIELDS = ("record_id", "activity_date", "activity_type")
-PURPOSES = ("direct_care", "planning", "research")
+#: Python text codecs that rewrite what they read (backslash escapes, domain names) rather than decode a file.
+NOT_FILE_ENCODINGS = ("unicode-escape", "raw-unicode-escape", "punycode", "idna")
+PURPOSES = tuple(SHIPPED_PURPOSES)  # direct_care, planning, research (carelink/data/purposes.yaml)
 ENGINES = ("duckdb",)  # the Spark backend is not built yet
 
 
@@ -75,6 +80,7 @@ class ExportConfig:
 
     recipient: str
     purpose: str
+    legal_basis: str | None = None  # e.g. "CAG 21/CAG/0001": stands in for research consent where the purpose allows
 
 
 @dataclass(frozen=True)
@@ -109,11 +115,16 @@ class PipelineConfig:
     exports: tuple[ExportConfig, ...]
     keys: KeysConfig
     linkage: LinkageConfig
+    purposes: dict[str, PurposeRules] = field(default_factory=dict)  # the partnership's own, beyond the shipped ones
 
     @property
     def folder(self) -> Path:
         """The folder the config file is in; relative paths resolve against it."""
         return self.path.parent
+
+    def purpose_profiles(self) -> dict[str, PurposeRules]:
+        """Every purpose an export may name: the shipped profiles and the partnership's own."""
+        return {**SHIPPED_PURPOSES, **self.purposes}
 
     def source(self, name: str) -> SourceConfig:
         """Return the source called ``name``."""
@@ -181,22 +192,28 @@ class _Reader:
             raise self.fail(key, f"path {value!r} points outside the config's folder")
         if must_exist and not resolved.exists():
             raise self.fail(key, f"file {value!r} does not exist")
+        if must_exist and not resolved.is_file():
+            raise self.fail(key, f"{value!r} is not a file")
         return resolved
 
 
-def _table(reader: _Reader, data: dict[str, Any], key: str, fields: tuple[str, ...], required: tuple[str, ...]) -> TableSpec:
+def _table(reader: _Reader, data: dict[str, Any], key: str, fields: tuple[str, ...], required: tuple[str, ...],
+           extra_keys: tuple[str, ...] = ()) -> TableSpec:
     allowed = ("path", "format", "encoding", "delimiter", "date_format", "columns")
-    reader.known_keys(data, key, allowed + ("name", "kind", "activity"))
+    reader.known_keys(data, key, allowed + extra_keys)
     path = reader.inside_path(data.get("path"), f"{key}.path")
     fmt = reader.choice(data, "format", key, FORMATS, default=path.suffix.lstrip(".").lower() or "csv")
     encoding = reader.string(data, "encoding", key, default="utf-8")
     try:
         "".encode(encoding)
-    except LookupError:
+        codec = codecs.lookup(encoding).name
+    except (LookupError, UnicodeError):
         raise reader.fail(f"{key}.encoding", f"unknown encoding {encoding!r}") from None
-    delimiter = reader.string(data, "delimiter", key, default=",")
-    if len(delimiter) != 1:
-        raise reader.fail(f"{key}.delimiter", "must be a single character")
+    if codec in NOT_FILE_ENCODINGS:
+        raise reader.fail(f"{key}.encoding", f"{encoding!r} is an escaping scheme, not a file encoding")
+    delimiter = data.get("delimiter", ",")  # not reader.string: a tab is a delimiter, though blank
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in "\"\r\n":
+        raise reader.fail(f"{key}.delimiter", "must be a single character other than a quote or a line break")
     raw_formats = data.get("date_format", "%Y-%m-%d")
     formats = (raw_formats,) if isinstance(raw_formats, str) else raw_formats
     if not isinstance(formats, (list, tuple)) or not formats or not all(isinstance(f, str) and "%" in f for f in formats):
@@ -212,7 +229,9 @@ def _table(reader: _Reader, data: dict[str, Any], key: str, fields: tuple[str, .
             raise reader.fail(f"{key}.columns.{needed}", "is required")
     if len(set(columns.values())) != len(columns):
         raise reader.fail(f"{key}.columns", "two canonical fields map to the same column")
-    return TableSpec(path, fmt, encoding, delimiter, tuple(formats), dict(columns))
+    # NFC, as the readers normalise header names: a name typed on a Mac (NFD) matches one typed elsewhere.
+    columns = {canonical: unicodedata.normalize("NFC", column) for canonical, column in columns.items()}
+    return TableSpec(path, fmt, encoding, delimiter, tuple(formats), columns)
 
 
 def _source(reader: _Reader, data: Any, index: int) -> SourceConfig:
@@ -222,7 +241,8 @@ def _source(reader: _Reader, data: Any, index: int) -> SourceConfig:
     if not name.replace("_", "").isalnum():
         raise reader.fail(f"{key}.name", "may hold only letters, digits and underscores")
     kind = reader.choice(data, "kind", key, SOURCE_KINDS, default="health")
-    table = _table(reader, data, key, PERSON_FIELDS + CONSENT_FIELDS, ("record_id",))
+    table = _table(reader, data, key, PERSON_FIELDS + CONSENT_FIELDS, ("record_id",),
+                   extra_keys=("name", "kind", "activity"))
     activity = None
     if data.get("activity") is not None:
         activity_data = reader.mapping(data["activity"], f"{key}.activity")
@@ -244,7 +264,7 @@ def load_config(path: Path | str) -> PipelineConfig:
         raise ConfigError(path, None, f"not valid YAML: {problem}") from None
     reader = _Reader(path)
     data = reader.mapping(data, "(top level)")
-    reader.known_keys(data, "", ("partnership", "reference_date", "sources", "exports", "keys", "linkage"))
+    reader.known_keys(data, "", ("partnership", "reference_date", "sources", "exports", "keys", "linkage", "purposes"))
     partnership = reader.string(data, "partnership", "")
     reference_date = _reference_date(reader, data.get("reference_date"))
     raw_sources = data.get("sources")
@@ -254,7 +274,12 @@ def load_config(path: Path | str) -> PipelineConfig:
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise reader.fail("sources", "two sources share a name")
-    exports = tuple(_export(reader, item, i) for i, item in enumerate(data.get("exports") or []))
+    purposes = _purposes(reader, data.get("purposes") or {})
+    exports = tuple(_export(reader, item, i, {**SHIPPED_PURPOSES, **purposes})
+                    for i, item in enumerate(data.get("exports") or []))
+    targets = [(e.recipient, e.purpose) for e in exports]
+    if len(set(targets)) != len(targets):
+        raise reader.fail("exports", "two exports share a recipient and purpose")
     return PipelineConfig(
         path=path,
         partnership=partnership,
@@ -263,6 +288,7 @@ def load_config(path: Path | str) -> PipelineConfig:
         exports=exports,
         keys=_keys(reader, data.get("keys") or {}),
         linkage=_linkage(reader, data.get("linkage") or {}),
+        purposes=purposes,
     )
 
 
@@ -277,14 +303,37 @@ def _reference_date(reader: _Reader, value: Any) -> dt.date:
         raise reader.fail("reference_date", "must be a date such as 2026-11-01") from None
 
 
-def _export(reader: _Reader, data: Any, index: int) -> ExportConfig:
+def _export(reader: _Reader, data: Any, index: int,
+            purposes: dict[str, PurposeRules] = SHIPPED_PURPOSES) -> ExportConfig:
     key = f"exports[{index}]"
     data = reader.mapping(data, key)
-    reader.known_keys(data, key, ("recipient", "purpose"))
+    reader.known_keys(data, key, ("recipient", "purpose", "legal_basis"))
     recipient = reader.string(data, "recipient", key)
     if not recipient.replace("_", "").replace("-", "").isalnum():
         raise reader.fail(f"{key}.recipient", "may hold only letters, digits, '-' and '_'")
-    return ExportConfig(recipient, reader.choice(data, "purpose", key, PURPOSES, default="planning"))
+    purpose = reader.choice(data, "purpose", key, tuple(purposes), default="planning")
+    legal_basis = None
+    if data.get("legal_basis") is not None:
+        legal_basis = reader.string(data, "legal_basis", key).strip()
+        if "\n" in legal_basis or len(legal_basis) > 200:
+            raise reader.fail(f"{key}.legal_basis", "must be one line of at most 200 characters")
+        if not purposes[purpose].accepts_legal_basis:
+            raise reader.fail(f"{key}.legal_basis", f"purpose {purpose!r} does not accept a legal basis")
+    return ExportConfig(recipient, purpose, legal_basis)
+
+
+def _purposes(reader: _Reader, data: Any) -> dict[str, PurposeRules]:
+    """The partnership's own purposes (``purposes:``), each checked like the shipped profiles."""
+    data = reader.mapping(data, "purposes")
+    purposes = {}
+    for name, body in data.items():
+        if name in SHIPPED_PURPOSES:
+            raise reader.fail(f"purposes.{name}", "a shipped purpose cannot be redefined; give yours another name")
+        try:
+            purposes[name] = parse_purpose(name, body)
+        except PurposeError as exc:
+            raise reader.fail(f"purposes.{name}" + (f".{exc.key}" if exc.key else ""), exc.problem) from None
+    return purposes
 
 
 def _keys(reader: _Reader, data: Any) -> KeysConfig:

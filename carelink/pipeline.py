@@ -82,10 +82,11 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
         "linkage_key_id": read_parquet_metadata(run.link / "edges.parquet").get("linkage_key_id"),
         "model_sha256": read_parquet_metadata(run.link / "edges.parquet").get("model_sha256"),
     }
+    purposes = config.purpose_profiles()
     for target in _progress(list(config.exports), "export"):
         report.exports.append(export(target, run.export, person_map=person_map, nodes=nodes, activity=activity,
                                      edges=edges, export_key=export_key, provenance=provenance,
-                                     type1_sources=type1_sources))
+                                     type1_sources=type1_sources, purposes=purposes))
     sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
     report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
 

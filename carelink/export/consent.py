@@ -7,6 +7,9 @@ Rules (documented in the README and the data dictionary):
 - Shared-care consent and research consent are *statements*: the latest dated statement wins; an undated
   statement loses to any dated one; among undated ones, a refusal or withdrawal wins over a grant (fail safe).
 - Sensitive-category markers are sticky like opt-outs.
+
+Which of these withhold a person depends on the purpose (``carelink.export.purposes``); ``PERSON_RULES`` lists the
+reasons in order of precedence.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import polars as pl
+
+from carelink.export.purposes import SHIPPED_PURPOSES, PurposeRules
 
 #: Consent columns carried on every node (see ``pseudonymise.features.PASSED_THROUGH``).
 STICKY = ("ndop_opt_out", "type1_opt_out", "sensitive_category")
@@ -59,44 +64,49 @@ def resolve_consent(records: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-@dataclass(frozen=True)
-class PurposeRules:
-    """What one purpose includes: people filters and activity filters."""
-
-    name: str
-    description: str
-    honours_ndop: bool
-    honours_type1: bool
-    requires_shared_care_consent_not_refused: bool
-    requires_research_consent: bool
-    excludes_sensitive: bool
-    record_map: bool
-
-
-PURPOSES = {
-    "direct_care": PurposeRules(
-        "direct_care", "Care co-ordination for the person: the National Data Opt-out does not apply; a shared-care "
-        "objection (refused or withdrawn) withholds the person.", False, False, True, False, False, True),
-    "planning": PurposeRules(
-        "planning", "Service planning: National Data Opt-out withholds the person; a GP Type 1 objection withholds "
-        "GP-sourced activity; sensitive categories are withheld.", True, True, False, False, True, False),
-    "research": PurposeRules(
-        "research", "Approved research: explicit research consent is required; opt-outs and sensitive categories "
-        "withhold.", True, True, False, True, True, False),
+#: How each resolved flag was decided across a person's records (for data dictionaries and export reports).
+RESOLUTION = {
+    "ndop_opt_out": "sticky: an opt-out from any source applies",
+    "type1_opt_out": "sticky: an objection from any source applies",
+    "sensitive_category": "sticky: a marker from any source applies",
+    "shared_care_consent": "latest dated statement wins; undated loses to dated; among undated, a refusal wins",
+    "research_consent": "latest dated statement wins; undated loses to dated; among undated, a refusal wins",
 }
+
+
+@dataclass(frozen=True)
+class WithholdingRule:
+    """One reason a purpose can withhold a person (or their activity): the flag that enables it and its test."""
+
+    reason: str
+    flag: str
+    consent: str
+    condition: pl.Expr
+
+
+#: Reasons that withhold a whole person, in order of precedence (the first that applies is reported).
+PERSON_RULES = (
+    WithholdingRule("no research consent", "requires_research_consent", "research_consent",
+                    pl.col("research_consent").fill_null(False).not_()),
+    WithholdingRule("research consent refused", "withholds_research_refusal", "research_consent",
+                    pl.col("research_consent").not_().fill_null(False)),
+    WithholdingRule("sensitive category", "excludes_sensitive", "sensitive_category", pl.col("sensitive_category")),
+    WithholdingRule("National Data Opt-out", "honours_ndop", "ndop_opt_out", pl.col("ndop_opt_out")),
+    WithholdingRule("shared-care objection", "requires_shared_care_consent_not_refused", "shared_care_consent",
+                    pl.col("shared_care_consent").is_in(["refused", "withdrawn"]).fill_null(False)),
+)
+#: Withholds only activity, from the sources that record GP Type 1 objections; the person stays in.
+TYPE1_RULE = WithholdingRule("GP Type 1 objection", "honours_type1", "type1_opt_out",
+                             pl.col("type1_opt_out").fill_null(False))
+
+#: The shipped purposes (direct care, planning, research); a pipeline file may add more.
+PURPOSES = SHIPPED_PURPOSES
 
 
 def withheld_reasons(people: pl.DataFrame, rules: PurposeRules) -> pl.DataFrame:
     """Per person, the first reason the purpose withholds them (null when included)."""
     reason = pl.lit(None, dtype=pl.String)
-    checks: list[tuple[bool, pl.Expr, str]] = [
-        (rules.requires_research_consent, pl.col("research_consent").fill_null(False).not_(), "no research consent"),
-        (rules.excludes_sensitive, pl.col("sensitive_category"), "sensitive category"),
-        (rules.honours_ndop, pl.col("ndop_opt_out"), "National Data Opt-out"),
-        (rules.requires_shared_care_consent_not_refused,
-         pl.col("shared_care_consent").is_in(["refused", "withdrawn"]).fill_null(False), "shared-care objection"),
-    ]
-    for applies, condition, label in reversed(checks):
-        if applies:
-            reason = pl.when(condition).then(pl.lit(label)).otherwise(reason)
+    for rule in reversed(PERSON_RULES):
+        if getattr(rules, rule.flag):
+            reason = pl.when(rule.condition).then(pl.lit(rule.reason)).otherwise(reason)
     return people.select("person_id", reason.alias("withheld_reason"))

@@ -3,27 +3,49 @@
 CSV goes through Python's ``csv`` module in chunks rather than a faster columnar reader because only a row-by-row
 reader can tell a short (ragged) row from a row with empty trailing fields, and a ragged row must be quarantined,
 never silently padded. Chunks keep memory bounded for extracts larger than memory allows at once.
+
+A file that is not in its declared encoding is an error naming the row and field of the first bad value, never a
+row quietly garbled: bytes the encoding cannot decode, and UTF-8 read as a one-byte encoding ("Ã©" for "é").
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
-from collections.abc import Iterator
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from carelink.config import TableSpec
 from carelink.errors import InputFileError
 
+if TYPE_CHECKING:
+    import _csv
+
 #: Name of the column carrying each row's 1-based position among the extract's data rows (header excluded).
 ROW = "source_row"
-#: Name of the column carrying the untouched original row (a JSON list of its fields) in quarantine.
+#: Name of the column carrying the untouched original row in quarantine, as JSON: an object of its fields when it
+#: was parsed, a list of its fields when it was ragged, a string of its text when it could not be parsed.
 RAW = "raw_record"
 CHUNK_ROWS = 200_000
 _MAX_FIELD = 1 << 20
+#: Delimiters tried when the header does not split into the mapped columns.
+_LIKELY_DELIMITERS = (",", ";", "\t", "|")
+#: Byte-order marks of encodings a one-byte or UTF-8 reader would turn into garbage (UTF-32 first: it starts
+#: with UTF-16's).
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_PARQUET_MAGIC = b"PAR1"
+#: Bytes the declared encoding could not decode, kept as lone surrogates by the ``surrogateescape`` handler.
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 csv.field_size_limit(_MAX_FIELD)
 
@@ -46,74 +68,173 @@ def read_table(spec: TableSpec, *, chunk_rows: int = CHUNK_ROWS) -> Iterator[Raw
         yield from _read_csv(spec, chunk_rows)
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for an error message (an extract's value may be megabytes long)."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _check_header(spec: TableSpec, header: list[str]) -> None:
+    """Raise ``InputFileError`` for a blank, repeated or reserved column name, or a mapped column not there."""
     if any(not name.strip() for name in header):
         position = next(i for i, name in enumerate(header) if not name.strip()) + 1
         raise InputFileError(spec.path, f"column {position} of the header has no name", row=0)
     seen: set[str] = set()
     for name in header:
         if name in seen:
-            raise InputFileError(spec.path, "the header names this column twice", row=0, field=name)
+            raise InputFileError(spec.path, "the header names this column twice", row=0, field=shorten(name, 40))
+        if name == ROW:
+            raise InputFileError(spec.path, "this column name is reserved by carelink; rename it", row=0, field=name)
         seen.add(name)
     for canonical, column in spec.columns.items():
         if column not in seen:
-            hint = f" (header: {', '.join(header[:12])})" if len(header) > 1 else " (wrong delimiter?)"
-            raise InputFileError(spec.path, f"mapped column for {canonical} is missing{hint}", field=column)
+            raise InputFileError(spec.path, f"mapped column for {canonical} is missing{_header_hint(spec, header)}",
+                                 field=column)
+
+
+def _header_hint(spec: TableSpec, header: list[str]) -> str:
+    """Show the header, or say which delimiter would split it into the mapped columns."""
+    if len(header) > 1 or spec.format == "parquet":
+        return f" (header: {', '.join(repr(shorten(name, 30)) for name in header[:12])})"
+    wanted = set(spec.columns.values())
+    for delimiter in _LIKELY_DELIMITERS:
+        if delimiter != spec.delimiter and wanted <= {name.strip() for name in header[0].split(delimiter)}:
+            return f" (wrong delimiter?); the header splits on {delimiter!r}: set the source's delimiter to it"
+    return " (wrong delimiter?)"
+
+
+def _nfc(name: str) -> str:
+    """A column name in NFC, so a header typed on one system matches a mapping typed on another."""
+    return unicodedata.normalize("NFC", name)
+
+
+# ------------------------------------------------------------------------------------------------- CSV
 
 
 def _codec(encoding: str) -> str:
+    """Python's name for ``encoding``; UTF-8 as ``utf-8-sig`` so a byte-order mark is dropped."""
     name = codecs.lookup(encoding).name
-    return "utf-8-sig" if name == "utf-8" else name  # tolerate a byte-order mark
+    return "utf-8-sig" if name == "utf-8" else name
 
 
-def _decoded_lines(spec: TableSpec) -> Iterator[str]:
-    """Decode the file line by line so a bad byte can be pinned to its line."""
-    decoder = codecs.getincrementaldecoder(_codec(spec.encoding))(errors="strict")
-    with open(spec.path, "rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            try:
-                yield decoder.decode(raw)
-            except UnicodeDecodeError as exc:
-                raise InputFileError(
-                    spec.path,
-                    f"line {line_number} is not valid {spec.encoding} (byte {raw[exc.start:exc.start + 1]!r});"
-                    " set the source's encoding (e.g. latin-1 or cp1252)",
-                ) from None
-        tail = decoder.decode(b"", final=True)
-        if tail:
-            yield tail
+class _Decoding:
+    """The declared encoding of a file, and how to tell from decoded text that the declaration is wrong."""
+
+    def __init__(self, declared: str):
+        self.declared = declared
+        self.codec = _codec(declared)
+        self.is_utf8 = self.codec == "utf-8-sig"
+        self.one_byte = _reads_utf8_as_mojibake(self.codec)
+
+    def problem(self, text: str) -> str | None:
+        """Why ``text`` shows the file is not in its declared encoding (``None`` when nothing does)."""
+        if text.isascii():
+            return None
+        undecoded = _UNDECODED.search(text)
+        original = b"" if self.is_utf8 else self._original_bytes(text)
+        looks_utf8 = not original.isascii() and _is_utf8(original)
+        if undecoded:
+            byte = bytes([ord(undecoded.group()) - 0xDC00])
+            problem = f"is not valid {self.declared} (byte {byte!r})"
+        elif self.one_byte and looks_utf8:
+            problem = f"reads as {shorten(text)!r}: UTF-8 text decoded as {self.declared}"
+        else:
+            return None
+        hint = "set the source's encoding to utf-8" if looks_utf8 else "set the source's encoding (e.g. latin-1 or cp1252)"
+        return f"{problem}; {hint}"
+
+    def _original_bytes(self, text: str) -> bytes:
+        try:
+            return text.encode(self.codec, errors="surrogateescape")
+        except UnicodeError:
+            return b""
+
+    def check(self, spec: TableSpec, fields: list[str], names: list[str], row: int, lines: list[str],
+              last_line: int) -> None:
+        """Raise ``InputFileError`` naming row, field and line when a value was decoded wrongly."""
+        if "".join(fields).isascii():
+            return
+        for index, value in enumerate(fields):
+            problem = self.problem(value)
+            if problem is not None:
+                first_line = last_line - len(lines) + 1
+                line = first_line + next((i for i, text in enumerate(lines) if self.problem(text)), len(lines) - 1)
+                name = shorten(names[index], 40) if index < len(names) else None
+                raise InputFileError(spec.path, f"line {line} {problem}", row=row, field=name)
+
+
+def _reads_utf8_as_mojibake(codec: str) -> bool:
+    """Whether ``codec`` reads UTF-8's two-byte "é" as two characters ("Ã©"): mojibake, not an error."""
+    try:
+        return len(b"\xc3\xa9".decode(codec, errors="replace")) == 2
+    except UnicodeError:  # a codec without the "replace" handler
+        return False
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _decoded_lines(spec: TableSpec, decoding: _Decoding) -> Iterator[str]:
+    """The file's lines with their endings (``\\n``, ``\\r\\n`` or a lone ``\\r``), as ``csv`` expects them.
+
+    Bytes the encoding cannot decode become lone surrogates, so that ``_Decoding.check`` can name the row and field.
+    """
+    try:
+        with open(spec.path, "rb") as handle:
+            start = handle.read(4)
+            if start == _PARQUET_MAGIC:
+                raise InputFileError(spec.path, "this is a Parquet file: set the source's format to parquet", row=0)
+            family = next((family for bom, family in _WIDE_BOMS if start.startswith(bom)), None)
+            if family and not decoding.codec.startswith(family):
+                raise InputFileError(spec.path, f"the file starts with a {family.upper()} byte-order mark; "
+                                     f"set the source's encoding to {family}", row=0)
+            handle.seek(0)
+            text = io.TextIOWrapper(handle, encoding=decoding.codec, errors="surrogateescape", newline="")
+            yield from text
+    except UnicodeError as exc:  # what surrogateescape cannot carry (e.g. a UTF-16 file cut mid-character)
+        raise InputFileError(spec.path, f"cannot be decoded as {spec.encoding}: {getattr(exc, 'reason', exc)}") from None
+    except OSError as exc:
+        raise InputFileError(spec.path, f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _remembered(lines: Iterable[str], memory: list[str]) -> Iterator[str]:
+    """Pass ``lines`` on, keeping each in ``memory`` (cleared by the caller) so a failed row's text is not lost."""
+    for line in lines:
+        memory.append(line)
+        yield line
 
 
 def _read_csv(spec: TableSpec, chunk_rows: int) -> Iterator[RawChunk]:
-    reader = csv.reader(_decoded_lines(spec), delimiter=spec.delimiter, strict=False)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise InputFileError(spec.path, "file is empty (no header row)") from None
-    except csv.Error as exc:
-        raise InputFileError(spec.path, f"header cannot be parsed: {exc}", row=0) from None
-    header = [name.strip() for name in header]
-    _check_header(spec, header)
-    width = len(header)
+    decoding = _Decoding(spec.encoding)
+    lines: list[str] = []  # the lines of the row being read
+    reader = csv.reader(_remembered(_decoded_lines(spec, decoding), lines), delimiter=spec.delimiter, strict=False)
+    header = _csv_header(spec, reader, decoding, lines)
     good: list[list[str]] = []
     bad: list[tuple[int, str, str]] = []
     row_number = 0
     while True:
+        lines.clear()
         try:
             fields = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
             row_number += 1
-            bad.append((row_number, "[]", f"row cannot be parsed as CSV: {exc}"))
+            text = "".join(lines)
+            if (problem := decoding.problem(text)) is not None:
+                raise InputFileError(spec.path, f"line {reader.line_num} {problem}", row=row_number) from None
+            bad.append((row_number, json.dumps(text), f"row cannot be parsed as CSV: {exc}"))
             continue
         if not fields:  # a blank line is not a row
             continue
         row_number += 1
-        if len(fields) != width:
-            bad.append((row_number, json.dumps(fields), f"row has {len(fields)} fields, header has {width}"))
-        elif any("\x00" in value for value in fields):
-            bad.append((row_number, json.dumps(fields), "row holds binary data (NUL bytes)"))
+        decoding.check(spec, fields, header, row_number, lines, reader.line_num)
+        if (reason := _row_problem(fields, header)) is not None:
+            bad.append((row_number, json.dumps(fields), reason))
         else:
             good.append([*fields, str(row_number)])
         if len(good) + len(bad) >= chunk_rows:
@@ -123,47 +244,136 @@ def _read_csv(spec: TableSpec, chunk_rows: int) -> Iterator[RawChunk]:
         yield _chunk(header, good, bad)
 
 
+def _csv_header(spec: TableSpec, reader: _csv._reader, decoding: _Decoding, lines: list[str]) -> list[str]:
+    """The first non-blank row, checked and with its names cleaned."""
+    header: list[str] = []
+    try:
+        while not header:
+            lines.clear()
+            header = next(reader)
+    except StopIteration:
+        raise InputFileError(spec.path, "file is empty (no header row)") from None
+    except csv.Error as exc:
+        raise InputFileError(spec.path, f"header cannot be parsed: {exc}", row=0) from None
+    decoding.check(spec, header, header, 0, lines, reader.line_num)
+    header = _column_names(header)
+    _check_header(spec, header)
+    return header
+
+
+def _column_names(fields: list[str]) -> list[str]:
+    # A BOM the codec kept (utf-16-le) or a second one where two extracts were concatenated is not part of a name.
+    return [_nfc(name.strip().lstrip("\ufeff")) for name in fields]
+
+
+def _row_problem(fields: list[str], header: list[str]) -> str | None:
+    """Why a parsed row cannot be used as it is (``None`` when it can)."""
+    if len(fields) != len(header):
+        return f"row has {len(fields)} fields, header has {len(header)}"
+    if "\x00" in "".join(fields):
+        return "row holds binary data (NUL bytes)"
+    if fields[0].strip().lstrip("\ufeff") == header[0] and _column_names(fields) == header:
+        return "row repeats the header (extracts concatenated?)"
+    return None
+
+
 def _chunk(header: list[str], good: list[list[str]], bad: list[tuple[int, str, str]]) -> RawChunk:
     schema = {name: pl.String for name in header} | {ROW: pl.String}
     rows = pl.DataFrame(good, schema=schema, orient="row").with_columns(pl.col(ROW).cast(pl.Int64))
-    unreadable = pl.DataFrame(
-        bad, schema={ROW: pl.Int64, RAW: pl.String, "reasons": pl.String}, orient="row"
-    )
-    return RawChunk(rows, unreadable)
+    return RawChunk(rows, _unreadable(bad))
+
+
+def _unreadable(bad: list[tuple[int, str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(bad, schema={ROW: pl.Int64, RAW: pl.String, "reasons": pl.String}, orient="row")
+
+
+# --------------------------------------------------------------------------------------------- Parquet
 
 
 def _read_parquet(spec: TableSpec, chunk_rows: int) -> Iterator[RawChunk]:
+    offset = 0
+    for frame in _parquet_batches(spec, chunk_rows):
+        frame = frame.rename({name: _nfc(name) for name in frame.columns})
+        frame = frame.with_columns(_as_text(spec, frame[name], offset + 1) for name in frame.columns)
+        frame = frame.with_columns(pl.int_range(offset + 1, offset + frame.height + 1, dtype=pl.Int64).alias(ROW))
+        offset += frame.height
+        yield RawChunk(frame, _unreadable([]))
+
+
+def _parquet_batches(spec: TableSpec, chunk_rows: int) -> Iterator[pl.DataFrame]:
+    """The file's row groups as polars frames (one empty frame when it has no rows); unreadable is an error."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(spec.path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InputFileError(spec.path, f"not a readable Parquet file: {exc}") from None
-    header = parquet.schema_arrow.names
-    _check_header(spec, header)
-    offset = 0
-    empty = pl.DataFrame(schema={ROW: pl.Int64, RAW: pl.String, "reasons": pl.String})
-    batches = parquet.iter_batches(batch_size=chunk_rows)
-    for batch in batches:
-        frame = pl.from_arrow(batch)
-        assert isinstance(frame, pl.DataFrame)
-        frame = frame.with_columns(_as_text(frame, name) for name in frame.columns)
-        frame = frame.with_columns(pl.int_range(offset + 1, offset + frame.height + 1, dtype=pl.Int64).alias(ROW))
-        offset += frame.height
-        yield RawChunk(frame, empty)
-    if offset == 0:
-        yield RawChunk(pl.DataFrame(schema={name: pl.String for name in header} | {ROW: pl.Int64}), empty)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputFileError(spec.path, f"not a readable Parquet file: {_first_line(exc)}") from None
+    names = [_nfc(name) for name in parquet.schema_arrow.names]
+    _check_header(spec, names)  # before any conversion: duplicate names would break it
+    read = 0
+    try:
+        for batch in parquet.iter_batches(batch_size=chunk_rows):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            read += frame.height
+            yield frame
+        if read == 0:
+            yield pl.from_arrow(parquet.schema_arrow.empty_table())  # type: ignore[misc]
+    except (pa.ArrowException, OSError, pl.exceptions.PolarsError) as exc:
+        raise InputFileError(spec.path, f"rows after {read} cannot be read: {_first_line(exc)}", row=read + 1) from None
 
 
-def _as_text(frame: pl.DataFrame, name: str) -> pl.Expr:
-    """Cast a typed Parquet column to the text a CSV would have held (dates as ISO)."""
-    dtype = frame.schema[name]
-    column = pl.col(name)
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, short enough for a one-line error."""
+    return shorten(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, 200)
+
+
+def _as_text(spec: TableSpec, column: pl.Series, first_row: int) -> pl.Series:
+    """A typed Parquet column as the text a CSV would have held (dates as ISO, whole floats without ``.0``).
+
+    A mapped column must convert without loss; an unmapped one (kept only for the quarantine's raw record) is
+    written as best it can be.
+    """
+    dtype = column.dtype
     if dtype == pl.String:
         return column
-    if dtype in (pl.Date, pl.Datetime) or isinstance(dtype, pl.Datetime):
-        return column.dt.strftime("%Y-%m-%d").alias(name)
-    if dtype.is_numeric() or dtype == pl.Boolean:
-        return column.cast(pl.String).alias(name)
-    return column.cast(pl.String, strict=False).alias(name)
+    if dtype == pl.Date or isinstance(dtype, pl.Datetime):
+        return column.dt.strftime("%Y-%m-%d")
+    if dtype.is_float():
+        return _float_text(column)
+    if not dtype.is_nested():
+        try:
+            return column.cast(pl.String)
+        except pl.exceptions.PolarsError:
+            pass
+    if column.name in spec.columns.values():
+        bad = next((i for i, v in enumerate(column.to_list()) if isinstance(v, bytes) and not _is_utf8(v)), None)
+        if bad is not None:
+            raise InputFileError(spec.path, "the column holds bytes that are not UTF-8 text", row=first_row + bad,
+                                 field=column.name)
+        raise InputFileError(spec.path, f"the column holds {dtype} values, which cannot be read as text",
+                             field=column.name)
+    return pl.Series(column.name, [_python_text(value) for value in column.to_list()], dtype=pl.String)
+
+
+def _float_text(column: pl.Series) -> pl.Series:
+    """Floats as text; NaN is missing, and whole numbers lose their ``.0`` (pandas stores integer columns with gaps
+    as floats, so an NHS number or record ID may arrive as 9434765919.0)."""
+    x = pl.col(column.name)
+    whole = x.is_finite() & (x.round(0) == x) & (x.abs() < 2.0**63)
+    text = (pl.when(x.is_nan()).then(None)
+            .when(whole).then(x.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(x.cast(pl.String)))
+    return column.to_frame().select(text.alias(column.name)).to_series()
+
+
+def _python_text(value: object) -> str | None:
+    """Any value as text (lists and mappings as JSON, bytes as UTF-8 with escapes) for an unmapped column."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)

@@ -16,7 +16,7 @@ import polars as pl
 from carelink.config import SourceConfig, TableSpec
 from carelink.errors import DataQualityError, InputFileError
 from carelink.ingest import standardise as st
-from carelink.ingest.readers import RAW, ROW, RawChunk, read_table
+from carelink.ingest.readers import RAW, ROW, RawChunk, read_table, shorten
 from carelink.ingest.schema import SCHEMA_VERSION, StandardisedActivity, StandardisedRecord
 from carelink.tables import file_sha256, write_json, write_parquet
 
@@ -146,11 +146,17 @@ def _consent_columns(spec: TableSpec, raw: pl.DataFrame, formats: tuple[str, ...
     for name in _BOOL_FIELDS:
         columns.append(_coded(spec, raw, name, {v: True for v in _TRUE} | {v: False for v in _FALSE}, pl.Boolean))
     columns.insert(2, _coded(spec, raw, "shared_care_consent", _SHARED_CARE, pl.String))
-    dates = {name: st.parse_date(_column(spec, name), formats, reference_date).alias(name) for name in _DATE_FIELDS}
+    dates = {name: _not_after(st.parse_date(_column(spec, name), formats, reference_date), reference_date).alias(name)
+             for name in _DATE_FIELDS}
     order = ["ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
              "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category"]
     by_name = {c.meta.output_name(): c for c in columns} | dates
     return [by_name[name] for name in order]
+
+
+def _not_after(date: pl.Expr, reference_date: dt.date) -> pl.Expr:
+    """A date after the reference date is a typing error (a consent statement cannot come from the future): null."""
+    return pl.when(date > reference_date).then(None).otherwise(date)
 
 
 def _coded(spec: TableSpec, raw: pl.DataFrame, name: str, codes: dict[str, object], dtype: pl.DataType) -> pl.Expr:
@@ -162,7 +168,7 @@ def _coded(spec: TableSpec, raw: pl.DataFrame, name: str, codes: dict[str, objec
     unknown = raw.filter(key.is_not_null() & (key != "") & ~key.is_in(list(codes)))
     if unknown.height:
         row = unknown[ROW][0]
-        raise InputFileError(spec.path, f"unknown value {unknown[column][0]!r} (expected one of: "
+        raise InputFileError(spec.path, f"unknown value {shorten(unknown[column][0])!r} (expected one of: "
                              f"{', '.join(sorted(codes))})", row=row, field=column)
     expr = st.ascii_upper(pl.col(column).str.strip_chars()).str.replace_all(r"\s+", " ")
     return expr.replace_strict(codes, default=None, return_dtype=dtype).alias(name)

@@ -64,8 +64,13 @@ def _blank_to_null(expr: pl.Expr) -> pl.Expr:
 
 
 def ascii_upper(expr: pl.Expr) -> pl.Expr:
-    """Upper-case and fold accents to ASCII (ZOË → ZOE); NFC and NFD inputs give the same result."""
-    folded = expr.str.normalize("NFKD").str.replace_all(r"\p{Mn}", "").str.to_uppercase()
+    """Upper-case and fold accents to ASCII (ZOË → ZOE); NFC and NFD inputs give the same result.
+
+    Invisible characters (zero-width space, soft hyphen, a stray byte-order mark, control codes other than white
+    space) are dropped like accents, so they never split one word into two.
+    """
+    invisible = r"[\p{Mn}\p{Cf}[\p{Cc}&&[^\s]]]"
+    folded = expr.str.normalize("NFKD").str.replace_all(invisible, "").str.to_uppercase()
     for letter, ascii_form in _NOT_DECOMPOSABLE.items():
         folded = folded.str.replace_all(letter, ascii_form, literal=True)
     return folded
@@ -75,7 +80,7 @@ def standardise_name(expr: pl.Expr) -> pl.Expr:
     """Upper case, ASCII-folded, titles and punctuation removed; null when nothing is left."""
     words = (
         ascii_upper(expr)
-        .str.replace_all(r"['`’.]", "")
+        .str.replace_all(r"['`’‘ʼ\".]", "")  # apostrophes, and the quotes typed for them (O"Brien)
         .str.replace_all(r"[^A-Z]+", " ")
         .str.strip_chars()
         .str.split(" ")
