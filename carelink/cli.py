@@ -199,26 +199,44 @@ def train(config: Path, workspace: Path) -> None:
 
 @main.command()
 @workspace_option
-@click.option("--truth", required=True, type=click.Path(dir_okay=False, path_type=Path), help="source,record_id,entity_id CSV.")
+@click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="source,record_id,entity_id[,cases] CSV.")
+@click.option("--labels", type=click.Path(dir_okay=False, path_type=Path),
+              help="Clerical labels: record_l,record_r,match CSV (records as source:record_id or tokens).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
-def evaluate(workspace: Path, truth: Path, as_json: bool) -> None:
-    """Score the workspace's current person assignment against a truth file (pairwise precision, recall, F1).
+def evaluate(workspace: Path, truth: Path | None, labels: Path | None, as_json: bool) -> None:
+    """Score the workspace's current person assignment against a truth file or clerical labels.
+
+    With a truth file: pairwise and cluster-level precision, recall and F1, the same across thresholds, and errors
+    broken down by the truth's ``cases`` column. With labels: precision and recall on the labelled pairs.
 
     Example:
 
         carelink evaluate --workspace ws --truth demo/truth.csv --json
+        carelink evaluate --workspace ws --labels reviewed_pairs.csv
     """
-    from carelink.link.evaluate import evaluate_run
+    from carelink.link.evaluate import evaluate_labels, evaluate_run
     from carelink.workspace import Workspace
 
+    if (truth is None) == (labels is None):
+        raise ConfigError(None, None, "give either --truth or --labels")
     space = Workspace(workspace)
     current = space.current_run() or space.latest_run()
-    scores = evaluate_run(current.folder, truth)
+    scores = evaluate_run(current.folder, truth) if truth else evaluate_labels(current.folder, labels)
     if as_json:
         click.echo(json.dumps(scores, indent=2, sort_keys=True))
         return
+    if labels:
+        click.echo(f"on {scores['pairs_scored']:,} labelled pairs: precision {scores['precision']:.4f}  recall "
+                   f"{scores['recall']:.4f}  F1 {scores['f1']:.4f}  ({scores['false_links']} false links, "
+                   f"{scores['missed_links']} missed)")
+        return
     click.echo(_scores_line(scores))
+    clusters = scores["cluster_level"]
+    click.echo(f"cluster level: precision {clusters['precision']:.4f}  recall {clusters['recall']:.4f}  "
+               f"F1 {clusters['f1']:.4f}")
+    click.echo("across thresholds: " + "  ".join(f"{row['threshold']}: F1 {row['f1']:.4f}"
+                                                 for row in scores["across_thresholds"]))
     for label, precision in (scores.get("precision_among") or {}).items():
         if precision is not None:
             click.echo(f"pairwise precision among people with a {label} record: {precision:.4f}")
@@ -389,6 +407,31 @@ def keys() -> None:
 
 passphrase_file_option = click.option("--passphrase-file", type=click.Path(dir_okay=False, path_type=Path),
                                       help="File holding the passphrase (default: $CARELINK_PASSPHRASE).")
+
+
+@main.command()
+@click.argument("sealed_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The linkage key file the values were sealed with.")
+@passphrase_file_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Parquet file to write.")
+@handle_errors
+def reidentify(sealed_file: Path, key_file: Path, passphrase_file: Path | None, out: Path) -> None:
+    """Open the sealed (reversible) columns of a file — e.g. a direct-care record_map — with the linkage key.
+
+    Only fields a source's config marks ``reversible`` are sealed; everything else stays one-way. Run this at a
+    partner that holds the linkage key, for direct care; the output holds identifiers and must stay there.
+
+    Example:
+
+        carelink reidentify exports/cct_direct_care/direct_care/record_map.parquet --key keys/linkage.key --out ids.parquet
+    """
+    from carelink.keys import load_key_file, resolve_passphrase
+    from carelink.pseudonymise.reversible import reidentify_file
+
+    key = load_key_file(key_file, resolve_passphrase(passphrase_file=passphrase_file), expected_kind="linkage")
+    opened = reidentify_file(sealed_file, key, out)
+    click.echo(f"opened {', '.join(f'{n:,} {c}' for c, n in opened.items())} with key {key.key_id}; wrote {out}")
 
 
 @keys.command("new")

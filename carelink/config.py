@@ -72,6 +72,7 @@ class SourceConfig:
     kind: str
     table: TableSpec
     activity: TableSpec | None = None
+    reversible: tuple[str, ...] = ()  # fields sealed with AES-SIV so a key holder can reverse them (direct care)
 
 
 @dataclass(frozen=True)
@@ -242,14 +243,21 @@ def _source(reader: _Reader, data: Any, index: int) -> SourceConfig:
         raise reader.fail(f"{key}.name", "may hold only letters, digits and underscores")
     kind = reader.choice(data, "kind", key, SOURCE_KINDS, default="health")
     table = _table(reader, data, key, PERSON_FIELDS + CONSENT_FIELDS, ("record_id",),
-                   extra_keys=("name", "kind", "activity"))
+                   extra_keys=("name", "kind", "activity", "reversible"))
     activity = None
     if data.get("activity") is not None:
         activity_data = reader.mapping(data["activity"], f"{key}.activity")
         activity_data.setdefault("date_format", data.get("date_format", "%Y-%m-%d"))
         activity_data.setdefault("encoding", table.encoding)
         activity = _table(reader, activity_data, f"{key}.activity", ACTIVITY_FIELDS, ACTIVITY_FIELDS)
-    return SourceConfig(name, kind, table, activity)
+    reversible = data.get("reversible") or []
+    allowed = ("record_id", "nhs_number", "shared_id")
+    if not isinstance(reversible, list) or any(f not in allowed for f in reversible):
+        raise reader.fail(f"{key}.reversible", f"must be a list of fields from: {', '.join(allowed)}")
+    for field_name in reversible:
+        if field_name not in table.columns:
+            raise reader.fail(f"{key}.reversible", f"{field_name} is not mapped in columns")
+    return SourceConfig(name, kind, table, activity, tuple(dict.fromkeys(reversible)))
 
 
 def load_config(path: Path | str) -> PipelineConfig:

@@ -90,6 +90,7 @@ _KEY_ID_INFO = b"carelink key id v1"
 _AAD_PREFIX = b"carelink-key aad v1\n"
 _FIELD_INFO = b"carelink/field/"
 _RECIPIENT_INFO = b"carelink/recipient/"
+_REVERSIBLE_INFO = b"carelink/reversible/"
 _HEADER_FIELDS = ("format", "version", "kind", "key_id", "created", "kdf", "cipher", "nonce", "ciphertext")
 
 
@@ -112,8 +113,8 @@ def key_id_for(kind: str, secret: bytes) -> str:
     return KEY_KINDS[kind] + digest[:16]
 
 
-def _hkdf(secret: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=KEY_LENGTH, salt=None, info=info).derive(secret)
+def _hkdf(secret: bytes, info: bytes, length: int = KEY_LENGTH) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=None, info=info).derive(secret)
 
 
 class Key:
@@ -125,13 +126,12 @@ class Key:
     benchmarks only, :meth:`from_secret_for_tests`.
     """
 
-    __slots__ = ("_field_keys", "_key_id", "_kind", "_recipient_keys", "_secret")
+    __slots__ = ("_key_id", "_kind", "_secret", "_subkeys")
 
     _kind: str
     _key_id: str
     _secret: bytes
-    _field_keys: dict[str, bytes]
-    _recipient_keys: dict[str, bytes]
+    _subkeys: dict[bytes, bytes]
 
     def __init__(self, kind: str, secret: bytes, *, _token: object = None) -> None:
         if _token is not _CONSTRUCT:
@@ -142,8 +142,7 @@ class Key:
         object.__setattr__(self, "_kind", kind)
         object.__setattr__(self, "_secret", bytes(secret))
         object.__setattr__(self, "_key_id", key_id_for(kind, secret))
-        object.__setattr__(self, "_field_keys", {})
-        object.__setattr__(self, "_recipient_keys", {})
+        object.__setattr__(self, "_subkeys", {})
 
     @classmethod
     def from_secret_for_tests(cls, kind: str, secret: bytes) -> Key:
@@ -174,41 +173,36 @@ class Key:
     def field_key(self, field: str) -> bytes:
         """Return the 32-byte subkey for one field (HKDF-SHA256, info ``b"carelink/field/" + field``).
 
-        Args:
-            field: The field name, e.g. ``"nhs_number"``.
-
-        Returns:
-            The subkey; cached per field.
-
         Raises:
             ConfigError: If ``field`` is not a non-empty string.
         """
-        if not isinstance(field, str) or not field:
-            raise ConfigError(None, "field", "a field name must be a non-empty string")
-        cached = self._field_keys.get(field)
-        if cached is None:
-            cached = _hkdf(self._secret, _FIELD_INFO + field.encode("utf-8"))
-            self._field_keys[field] = cached
-        return cached
+        return self._subkey(_FIELD_INFO, field, "field")
 
     def recipient_key(self, recipient: str) -> bytes:
         """Return the 32-byte subkey for one recipient (HKDF-SHA256, info ``b"carelink/recipient/" + recipient``).
 
-        Args:
-            recipient: The recipient's name, e.g. ``"public-health-team"``.
-
-        Returns:
-            The subkey; cached per recipient.
-
         Raises:
             ConfigError: If ``recipient`` is not a non-empty string.
         """
-        if not isinstance(recipient, str) or not recipient:
-            raise ConfigError(None, "recipient", "a recipient name must be a non-empty string")
-        cached = self._recipient_keys.get(recipient)
+        return self._subkey(_RECIPIENT_INFO, recipient, "recipient")
+
+    def reversible_key(self, field: str) -> bytes:
+        """Return the 64-byte AES-SIV key for one reversible field (HKDF-SHA256, info
+        ``b"carelink/reversible/" + field``): separate from the field's token key.
+
+        Raises:
+            ConfigError: If ``field`` is not a non-empty string.
+        """
+        return self._subkey(_REVERSIBLE_INFO, field, "field", length=64)
+
+    def _subkey(self, info: bytes, name: str, what: str, length: int = KEY_LENGTH) -> bytes:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(None, what, f"a {what} name must be a non-empty string")
+        cache_key = info + name.encode("utf-8")
+        cached = self._subkeys.get(cache_key)
         if cached is None:
-            cached = _hkdf(self._secret, _RECIPIENT_INFO + recipient.encode("utf-8"))
-            self._recipient_keys[recipient] = cached
+            cached = _hkdf(self._secret, cache_key, length)
+            self._subkeys[cache_key] = cached
         return cached
 
     def __repr__(self) -> str:

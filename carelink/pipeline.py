@@ -57,7 +57,7 @@ def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, rep
         report.pseudonymise.append(pseudonymise_source(
             run.ingest / source.name, run.pseudonymise / source.name, linkage_key,
             partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date,
-            config_sha256=config.digest()))
+            config_sha256=config.digest(), reversible=source.reversible))
 
 
 def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False,
@@ -73,7 +73,8 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
     _, export_key = workspace.resolve_keys(config)
     person_map = pl.read_parquet(run.link / "person_map.parquet")
     edges = pl.read_parquet(run.link / "edges.parquet")
-    nodes = pl.concat([pl.read_parquet(run.pseudonymise / s.name / "nodes.parquet") for s in config.sources])
+    nodes = pl.concat([pl.read_parquet(run.pseudonymise / s.name / "nodes.parquet") for s in config.sources],
+                      how="diagonal_relaxed")  # sources with sealed (reversible) fields have extra columns
     check_reconciles(person_map, nodes)
     activity = {s.name: pl.read_parquet(run.pseudonymise / s.name / "activity.parquet") for s in config.sources}
     type1_sources = frozenset(s.name for s in config.sources if "type1_opt_out" in s.table.columns)

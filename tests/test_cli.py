@@ -39,6 +39,25 @@ def test_run_prints_summary_and_evaluate_scores(demo: Path) -> None:
     assert "errors by case" in text.output and "pairwise precision among people with a twin record" in text.output
     assert set(figures["errors_by_case"]["(all)"]) == {"false_links", "missed_links"}
     assert figures["errors_by_case"]["(all)"]["missed_links"] == figures["missed_links"]
+    assert "cluster level" in text.output and "across thresholds" in text.output
+    assert 0.9 <= figures["cluster_level"]["f1"] <= 1
+    assert [row["threshold"] for row in figures["across_thresholds"]] == [0.5, 0.8, 0.9, 0.95, 0.99, 0.999]
+    truth = pl.read_csv(demo / "data" / "truth.csv", infer_schema=False)
+    pairs = truth.join(truth, on="entity_id", suffix="_r").filter(pl.col("record_id") < pl.col("record_id_r")).head(20)
+    strangers = truth.head(10).with_columns(truth.tail(10)["source"].alias("source_r"),
+                                            truth.tail(10)["record_id"].alias("record_id_r"))
+    labels = pl.concat([
+        pairs.select((pl.col("source") + ":" + pl.col("record_id")).alias("record_l"),
+                     (pl.col("source_r") + ":" + pl.col("record_id_r")).alias("record_r"), pl.lit("1").alias("match")),
+        strangers.select((pl.col("source") + ":" + pl.col("record_id")).alias("record_l"),
+                         (pl.col("source_r") + ":" + pl.col("record_id_r")).alias("record_r"), pl.lit("no").alias("match")),
+    ])
+    labels.write_csv(demo / "labels.csv")
+    labelled = runner.invoke(main, ["evaluate", "--workspace", str(demo / "ws"), "--labels", str(demo / "labels.csv"),
+                                    "--json"])
+    assert labelled.exit_code == 0, labelled.output
+    on_labels = json.loads(labelled.output)
+    assert on_labels["pairs_scored"] == 30 and on_labels["precision"] >= 0.9 and on_labels["recall"] >= 0.9
     history = runner.invoke(main, ["history", "P000000001", "--workspace", str(demo / "ws")])
     assert history.exit_code == 0 and "created      P000000001" in history.output
     unknown = runner.invoke(main, ["history", "P999999999", "--workspace", str(demo / "ws")])

@@ -64,6 +64,10 @@ class RecordMapExport(pa.DataFrameModel):
     source: str = pa.Field(description="Source holding the record")
     record_token: str = pa.Field(unique=True, str_matches=r"^[0-9a-f]{32}$",
                                  description="Record token; the source's re-identification map turns it into its record id")
+    record_id_sealed: str | None = pa.Field(nullable=True, description=(
+        "The source's record id sealed with AES-SIV where the source marks it reversible: a holder of the linkage "
+        "key opens it with `carelink reidentify`"))
+    nhs_number_sealed: str | None = pa.Field(nullable=True, description="NHS number sealed likewise, where reversible")
 
     class Config:
         strict = True

@@ -161,9 +161,10 @@ def _tables(rules: PurposeRules, people: pl.DataFrame, person_map: pl.DataFrame,
     tables = {"person.parquet": person}
     tables |= {f"activity/{source}.parquet": exported.filter(pl.col("source") == source) for source in sources}
     if rules.record_map:
-        records = _rekey(person_map.select("person_id", "source", "record_token"), ids)
-        tables["record_map.parquet"] = records.select(list(RecordMapExport.to_schema().columns)).sort(
-            "person_id", "source", "record_token")
+        sealed = [c for c in person_map.columns if c.endswith("_sealed") and person_map[c].is_not_null().any()]
+        records = _rekey(person_map.select("person_id", "source", "record_token", *sealed), ids)
+        columns = [c for c in RecordMapExport.to_schema().columns if c in records.columns]
+        tables["record_map.parquet"] = records.select(columns).sort("person_id", "source", "record_token")
     summaries = {spec.name: summary_table(person if spec.table == "person" else exported, spec) for spec in SUMMARIES}
     tables |= {spec.file: summaries[spec.name].frame for spec in SUMMARIES}
     return tables, summaries
@@ -206,7 +207,9 @@ def export(export: ExportConfig, out_folder: Path, *, person_map: pl.DataFrame, 
     people = people.join(withheld_reasons(people, rules), on="person_id")
     outcomes = _activity_outcomes(activity, person_map, people, rules, type1_sources)
     ids = pseudonym_map(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient)
-    tables, summaries = _tables(rules, people, person_map, outcomes, sorted(activity), ids)
+    sealed = [c for c in nodes.columns if c.endswith("_sealed")]
+    record_map = person_map.join(nodes.select("record_token", *sealed), on="record_token", how="left")
+    tables, summaries = _tables(rules, people, record_map, outcomes, sorted(activity), ids)
     _validate(tables, where)
     report = export_report(recipient=export.recipient, legal_basis=export.legal_basis, rules=rules, people=people,
                            records=person_map.select("person_id"), activity=outcomes, summaries=summaries)

@@ -54,7 +54,7 @@ def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
     if len(set(key_ids.values())) > 1:
         listing = ", ".join(f"{name}={key_id}" for name, key_id in sorted(key_ids.items()))
         raise IntegrityError(f"sources were pseudonymised with different linkage keys ({listing}); re-run them with one key")
-    nodes = pl.concat(frames, how="vertical")
+    nodes = pl.concat(frames, how="diagonal_relaxed")  # sources with sealed fields have extra columns
     if nodes["record_token"].n_unique() != nodes.height:
         raise IntegrityError("two sources share a record token; were the same nodes delivered twice?")
     return nodes, next(iter(key_ids.values()))

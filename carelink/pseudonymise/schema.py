@@ -42,6 +42,9 @@ class NodeRecord(ConsentColumns):
     postcode_district_token: int = pa.Field(nullable=True)
     address_bf: list[int] = pa.Field(nullable=True)
     age_band: str = pa.Field(nullable=True, str_matches=r"^([0-9]{1,2}-[0-9]{1,2}|90\+)$")
+    record_id_sealed: str | None = pa.Field(nullable=True)
+    nhs_number_sealed: str | None = pa.Field(nullable=True)
+    shared_id_sealed: str | None = pa.Field(nullable=True)
     postcode_district: str = pa.Field(nullable=True, str_matches=r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
 
     class Config:

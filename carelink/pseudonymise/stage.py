@@ -19,6 +19,8 @@ from carelink.keys import Key
 from carelink.pseudonymise import leakscan, risk
 from carelink.pseudonymise.features import FEATURES, PASSED_THROUGH, build_nodes
 from carelink.pseudonymise.report import write_report
+from carelink.pseudonymise.reversible import ALGORITHM as SIV
+from carelink.pseudonymise.reversible import SUFFIX, seal
 from carelink.pseudonymise.schema import SCHEMA_VERSION, NodeRecord
 from carelink.tables import file_sha256, read_json, read_parquet_metadata, write_parquet
 
@@ -39,14 +41,19 @@ class PseudonymiseResult:
 
 
 def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, partnership: str, source_kind: str,
-                        reference_date: dt.date, config_sha256: str = "") -> PseudonymiseResult:
-    """Pseudonymise one source's standardised records (``ingest_folder``) into ``out_folder``."""
+                        reference_date: dt.date, config_sha256: str = "",
+                        reversible: tuple[str, ...] = ()) -> PseudonymiseResult:
+    """Pseudonymise one source's standardised records (``ingest_folder``) into ``out_folder``.
+
+    Fields in ``reversible`` are also sealed with AES-SIV (``<field>_sealed``) for ``carelink reidentify``.
+    """
     standardised_path = ingest_folder / "standardised.parquet"
     if not standardised_path.is_file():
         raise InputFileError(standardised_path, "not found: run ingest first")
     standardised = pl.read_parquet(standardised_path)
     source = read_parquet_metadata(standardised_path).get("source", ingest_folder.name)
     nodes = build_nodes(standardised, key, reference_date, source_kind)
+    nodes = nodes.with_columns(seal(standardised[field].cast(pl.String), key, field) for field in reversible)
     NodeRecord.validate(nodes)
     reid_map = pl.DataFrame({"record_id": standardised["record_id"], "record_token": nodes["record_token"]})
     if reid_map["record_token"].n_unique() != reid_map.height:
@@ -104,6 +111,11 @@ def _report(meta: dict, standardised: pl.DataFrame, nodes: pl.DataFrame, activit
                    "key_id": meta["linkage_key_id"],
                    "reversible": "by this partner only, through reid_map.parquet (never leaves the partner)",
                    "non_null_out": nodes.height})
+    fields += [{"column": column, "from": column[: -len(SUFFIX)], "method": "reversible token", "algorithm": SIV,
+                "key_id": meta["linkage_key_id"],
+                "reversible": "by holders of the linkage key (partners), with carelink reidentify, for direct care",
+                "non_null_out": int(nodes[column].is_not_null().sum())}
+               for column in nodes.columns if column.endswith(SUFFIX)]
     fields += [{"column": name, "from": name, "method": "passed through", "algorithm": "consent field, unchanged",
                 "key_id": None, "reversible": "not applicable", "non_null_out": int(nodes[name].is_not_null().sum())}
                for name in PASSED_THROUGH]
