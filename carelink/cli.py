@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -113,9 +114,10 @@ def synth(people: int, seed: int, out: Path, nights: int | None) -> None:
 @workspace_option
 @click.option("--retrain", is_flag=True, help="Train a new model even when one exists.")
 @click.option("--full", is_flag=True, help="Rescore every record, not only those new or changed since the last run.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), help="Override linkage.engine from the config.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Also score the result against a truth file.")
 @handle_errors
-def run(config: Path, workspace: Path, retrain: bool, full: bool, truth: Path | None) -> None:
+def run(config: Path, workspace: Path, retrain: bool, full: bool, engine: str | None, truth: Path | None) -> None:
     """Run every stage (ingest, pseudonymise, link, export) in a new run; publish it only if all pass.
 
     Example:
@@ -127,7 +129,10 @@ def run(config: Path, workspace: Path, retrain: bool, full: bool, truth: Path | 
     from carelink.pipeline import run_all
     from carelink.workspace import Workspace
 
-    report = run_all(load_config(config), Workspace(workspace), retrain=retrain, full=full)
+    settings = load_config(config)
+    if engine:
+        settings = dataclasses.replace(settings, linkage=dataclasses.replace(settings.linkage, engine=engine))
+    report = run_all(settings, Workspace(workspace), retrain=retrain, full=full)
     scores = evaluate_run(report.run.folder, truth) if truth else None
     click.echo(_summary(report, scores))
 

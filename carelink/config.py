@@ -49,7 +49,7 @@ ACTIVITY_FIELDS = ("record_id", "activity_date", "activity_type")
 #: Python text codecs that rewrite what they read (backslash escapes, domain names) rather than decode a file.
 NOT_FILE_ENCODINGS = ("unicode-escape", "raw-unicode-escape", "punycode", "idna")
 PURPOSES = tuple(SHIPPED_PURPOSES)  # direct_care, planning, research (carelink/data/purposes.yaml)
-ENGINES = ("duckdb",)  # the Spark backend is not built yet
+ENGINES = ("duckdb", "spark")
 
 
 @dataclass(frozen=True)

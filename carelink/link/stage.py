@@ -70,7 +70,11 @@ def model_input(nodes: pl.DataFrame) -> pl.DataFrame:
 
 
 def _db_api(engine: str):
-    """The Splink backend for ``engine`` (only DuckDB so far; the SQL in ``model`` already has a Spark dialect)."""
+    """The Splink backend for ``engine``: DuckDB embedded, or Spark."""
+    if engine == "spark":
+        from carelink.link.spark import spark_api
+
+        return spark_api()
     from splink import DuckDBAPI
 
     return DuckDBAPI()
@@ -107,6 +111,28 @@ def _open_linker(frame: pl.DataFrame, config: LinkageConfig, settings: dict[str,
     db_api = _db_api(config.engine)
     table = db_api.register(frame.to_arrow(), dataset_display_name="nodes")
     return Linker(table, settings, log_level=logging.ERROR), db_api
+
+
+def settings_for_engine(settings: dict[str, Any], engine: str) -> dict[str, Any]:
+    """A trained model's settings with every comparison's SQL written for ``engine``.
+
+    The Bloom-filter SQL indexes arrays, 1-based in DuckDB and 0-based in Spark, which SQL translation does not
+    shift; so the SQL is regenerated from the model definition, keeping the trained m and u probabilities.
+    """
+    dialect = "spark" if engine == "spark" else "duckdb"
+    if settings.get("sql_dialect") == dialect:
+        return settings
+    fresh = {c["output_column_name"]: c for c in model.comparisons(dialect)}
+    comparisons = []
+    for comparison in settings["comparisons"]:
+        target = fresh.get(comparison["output_column_name"])
+        if target is None or len(target["comparison_levels"]) != len(comparison["comparison_levels"]):
+            raise IntegrityError(f"the model's comparison {comparison['output_column_name']!r} does not match this "
+                                 "version of carelink; retrain with --retrain")
+        levels = [{**level, "sql_condition": new["sql_condition"]}
+                  for level, new in zip(comparison["comparison_levels"], target["comparison_levels"], strict=True)]
+        comparisons.append({**comparison, "comparison_levels": levels})
+    return {**settings, "comparisons": comparisons, "sql_dialect": dialect}
 
 
 def _stored_model(model_path: Path, key_id: str) -> dict[str, Any]:
@@ -158,7 +184,8 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
         timings["train"] = time.perf_counter() - t0
     else:
         stored = _stored_model(model_path, key_id)
-        linker, db_api = _open_linker(frame.drop("row_hash"), config, stored["splink"])
+        linker, db_api = _open_linker(frame.drop("row_hash"), config, settings_for_engine(stored["splink"],
+                                                                                          config.engine))
         log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
     t0 = time.perf_counter()
     model_sha = _sha256(model_path)
