@@ -102,6 +102,7 @@ class LinkageConfig:
     model: Path | None = None
     max_comparisons: int = 200_000_000
     u_max_pairs: int = 2_000_000
+    em_max_pairs: int = 5_000_000
     engine: str = "duckdb"
 
 
@@ -358,12 +359,14 @@ def _keys(reader: _Reader, data: Any) -> KeysConfig:
 
 def _linkage(reader: _Reader, data: Any) -> LinkageConfig:
     data = reader.mapping(data, "linkage")
-    reader.known_keys(data, "linkage", ("threshold", "model", "max_comparisons", "u_max_pairs", "engine"))
+    reader.known_keys(data, "linkage", ("threshold", "model", "max_comparisons", "u_max_pairs", "em_max_pairs",
+                                        "engine"))
     model = reader.inside_path(data["model"], "linkage.model", must_exist=False) if data.get("model") else None
     return LinkageConfig(
         threshold=reader.number(data, "threshold", "linkage", 0.95, lo=0.5, hi=0.999999),
         model=model,
         max_comparisons=int(reader.number(data, "max_comparisons", "linkage", 200_000_000, lo=1, hi=1e12)),
         u_max_pairs=int(reader.number(data, "u_max_pairs", "linkage", 2_000_000, lo=1e4, hi=1e9)),
+        em_max_pairs=int(reader.number(data, "em_max_pairs", "linkage", 5_000_000, lo=1e4, hi=1e10)),
         engine=reader.choice(data, "engine", "linkage", ENGINES, default="duckdb"),
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,9 +79,15 @@ def _db_api(engine: str):
         from carelink.link.spark import spark_api
 
         return spark_api()
+    import duckdb
     from splink import DuckDBAPI
 
-    return DuckDBAPI()
+    # A memory limit makes DuckDB spill to disk instead of growing until the machine runs out.
+    limit = os.environ.get("CARELINK_DUCKDB_MEMORY_LIMIT", "8GB")
+    spill = tempfile.mkdtemp(prefix="carelink-duckdb-")
+    atexit.register(shutil.rmtree, spill, ignore_errors=True)
+    connection = duckdb.connect(config={"memory_limit": limit, "temp_directory": spill})
+    return DuckDBAPI(connection=connection)
 
 
 def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, Any]:
@@ -98,8 +108,9 @@ def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, 
         if pairs < 100:
             log.info("link: EM block %s skipped (%d pairs)", block.sql(), pairs)
             continue
-        training.estimate_parameters_using_expectation_maximisation(block.sql(), estimate_without_term_frequencies=True)
-        used.append({"block": block.sql(), "pairs": pairs})
+        training.estimate_parameters_using_expectation_maximisation(
+            block.sql(), estimate_without_term_frequencies=True, max_pairs=min(pairs, config.em_max_pairs))
+        used.append({"block": block.sql(), "pairs": pairs, "pairs_sampled": min(pairs, config.em_max_pairs)})
     return {"deterministic_rules": [r.sql() for r in deterministic], "em_blocks": used,
             "u_max_pairs": config.u_max_pairs}
 

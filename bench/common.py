@@ -1,0 +1,149 @@
+"""Helpers shared by the benchmarks: peak-memory probes, a measured carelink run, and scoring of assignments.
+
+Peak memory is the process's resident-set high-water mark (``VmHWM``), reset before each stage by writing ``5`` to
+``/proc/self/clear_refs`` (Linux); where that is not possible it falls back to ``resource.getrusage``, whose peak
+covers the whole process life so far. DuckDB runs in-process, so its memory is included.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from carelink import pipeline  # noqa: E402
+from carelink.config import load_config  # noqa: E402
+from carelink.link.evaluate import (  # noqa: E402
+    assignment,
+    errors_by_case,
+    pairwise_scores,
+    precision_among,
+    read_truth,
+)
+from carelink.workspace import Workspace  # noqa: E402
+
+CASE_LABELS = ("twin", "jr_sr", "care_home")
+
+
+def reset_peak_rss() -> bool:
+    """Reset the process's peak-RSS counter; False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory (MB) since the last reset (or since the process started)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    """Current resident memory (MB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+@dataclass
+class CarelinkRun:
+    """A carelink run with per-stage seconds and peak memory."""
+
+    report: pipeline.RunReport
+    seconds: float
+    peak_mb: dict[str, float] = field(default_factory=dict)
+    start_mb: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.report.run.folder
+
+
+def run_carelink(config_path: Path, workspace: Path) -> CarelinkRun:
+    """``carelink.pipeline.run_all`` with the RSS at the start and the peak RSS of each stage recorded (by wrapping
+    ``pipeline.run_stage``)."""
+    peaks: dict[str, float] = {}
+    starts: dict[str, float] = {}
+    original = pipeline.run_stage
+
+    def run_stage(stage: str, *args: Any, **kwargs: Any) -> None:
+        starts[stage] = rss_mb()
+        reset_peak_rss()
+        try:
+            original(stage, *args, **kwargs)
+        finally:
+            peaks[stage] = peak_rss_mb()
+
+    pipeline.run_stage = run_stage
+    try:
+        started = time.perf_counter()
+        report = pipeline.run_all(load_config(config_path), Workspace(workspace))
+        seconds = time.perf_counter() - started
+    finally:
+        pipeline.run_stage = original
+    return CarelinkRun(report, seconds, peaks, starts)
+
+
+def read_standardised(run_folder: Path) -> pl.DataFrame:
+    """Every source's standardised records (plaintext, after carelink's ingest) of one run."""
+    paths = sorted((run_folder / "ingest").glob("*/standardised.parquet"))
+    return pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
+
+
+def carelink_assigned(run_folder: Path, truth: pl.DataFrame, standardised: pl.DataFrame) -> pl.DataFrame:
+    """Truth joined to carelink's person map, with each record's standardised NHS number."""
+    reid_maps = {p.parent.name: pl.read_parquet(p) for p in sorted((run_folder / "pseudonymise").glob("*/reid_map.parquet"))}
+    person_map = pl.read_parquet(run_folder / "link" / "person_map.parquet")
+    assigned = assignment(reid_maps, person_map, truth)
+    return assigned.join(standardised.select("source", "record_id", "nhs_number"), on=["source", "record_id"], how="left")
+
+
+def baseline_assigned(clusters: pl.DataFrame, truth: pl.DataFrame, standardised: pl.DataFrame) -> pl.DataFrame:
+    """Truth joined to a ``source, record_id, cluster_id`` assignment, in the shape ``evaluate`` expects."""
+    assigned = truth.join(clusters, on=["source", "record_id"], how="inner").with_columns(
+        pl.col("cluster_id").cast(pl.String).alias("person_id"),
+        (pl.col("source") + ":" + pl.col("record_id")).alias("record_token"),
+    )
+    return assigned.join(standardised.select("source", "record_id", "nhs_number"), on=["source", "record_id"], how="left")
+
+
+def people_with_two_nhs_numbers(assigned: pl.DataFrame, by: str = "person_id") -> int:
+    """How many groups (people, or true entities with ``by="entity_id"``) hold two or more different valid NHS numbers."""
+    counts = assigned.filter(pl.col("nhs_number").is_not_null()).group_by(by).agg(pl.col("nhs_number").n_unique().alias("n"))
+    return int((counts["n"] > 1).sum())
+
+
+def largest(assigned: pl.DataFrame, by: str) -> int:
+    """The size of the largest group of records sharing ``by``."""
+    return int(assigned.group_by(by).len()["len"].max() or 0)
+
+
+def score(assigned: pl.DataFrame) -> dict[str, Any]:
+    """Pairwise scores, precision among the household cases, errors by case, NHS conflicts and cluster sizes."""
+    scores: dict[str, Any] = pairwise_scores(assigned)
+    scores["people"] = assigned["person_id"].n_unique()
+    scores["precision_among"] = {label: precision_among(assigned, label) for label in CASE_LABELS}
+    scores["errors_by_case"] = errors_by_case(assigned)
+    scores["people_with_two_nhs"] = people_with_two_nhs_numbers(assigned)
+    scores["largest_cluster"] = largest(assigned, "person_id")
+    return scores
+
+
+def load_truth(folder: Path) -> pl.DataFrame:
+    """The generator's truth file."""
+    return read_truth(folder / "truth.csv")

@@ -1,0 +1,131 @@
+"""Scale (issue 7): carelink's seconds and peak memory per stage against bare Splink 5, at growing record counts.
+
+Usage: ``python bench/scale.py [--records N ...] [--seed S] [--keep DIR]`` (default sizes 100,000 and 1,000,000
+records; a partnership has about 2.47 records per person). For each size it generates a partnership, then runs, each
+in its own process so peaks do not mix: carelink end to end (seconds, RSS at the start and peak RSS of every
+stage), and bare Splink (``bench/baseline.py``) on that run's standardised plaintext. It prints both, the ratio of
+carelink's link-stage seconds to bare Splink's, edge and comparison counts and pairwise precision / recall / F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    baseline_assigned,
+    load_truth,
+    read_standardised,
+    rss_mb,
+    run_carelink,
+)
+
+from carelink.link.evaluate import evaluate_run, pairwise_scores  # noqa: E402
+from carelink.synth import generate_partnership  # noqa: E402
+from carelink.workspace import Workspace  # noqa: E402
+
+RECORDS_PER_PERSON = 2.47
+
+
+def worker_carelink(folder: Path) -> dict[str, Any]:
+    """Run carelink end to end over ``folder/data`` into ``folder/workspace``; return its figures."""
+    imported_mb = rss_mb()
+    ours = run_carelink(folder / "data" / "pipeline.yaml", folder / "workspace")
+    scores = evaluate_run(ours.folder, folder / "data" / "truth.csv")
+    link = ours.report.link
+    assert link is not None
+    return {"imported_mb": imported_mb, "seconds": ours.seconds, "timings": ours.report.timings,
+            "peak_mb": ours.peak_mb, "start_mb": ours.start_mb, "link_timings": link.timings,
+            "records": link.records, "edges": link.edges, "people": link.people,
+            "scores": {k: scores[k] for k in ("precision", "recall", "f1")}}
+
+
+def worker_splink(folder: Path) -> dict[str, Any]:
+    """Run bare Splink on the standardised records of carelink's run in ``folder``; return its figures."""
+    from baseline import bare_splink
+
+    imported_mb = rss_mb()
+    started = time.perf_counter()
+    standardised = read_standardised(Workspace(folder / "workspace").latest_run().folder)
+    read_seconds = time.perf_counter() - started
+    clusters, info = bare_splink(standardised, 0.95)
+    scores = pairwise_scores(baseline_assigned(clusters, load_truth(folder / "data"), standardised))
+    return {"imported_mb": imported_mb, "read_seconds": read_seconds, "timings": info["timings"],
+            "train_steps": info["train_steps"], "peak_mb": info["peak_mb"], "comparisons": info["comparisons"], "edges": info["edges"],
+            "scores": {k: scores[k] for k in ("precision", "recall", "f1")}}
+
+
+def _in_subprocess(kind: str, folder: Path) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--worker", kind, str(folder)], stdout=subprocess.PIPE, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _scores(s: dict[str, float]) -> str:
+    return f"precision {s['precision']:.4f}  recall {s['recall']:.4f}  F1 {s['f1']:.4f}"
+
+
+def run_size(folder: Path, records: int, seed: int) -> None:
+    """Generate one partnership of about ``records`` records, measure both linkers, print the figures."""
+    people = round(records / RECORDS_PER_PERSON)
+    started = time.perf_counter()
+    summary = generate_partnership(folder / "data", people, seed)
+    generated = time.perf_counter() - started
+    ours = _in_subprocess("carelink", folder)
+    bare = _in_subprocess("splink", folder)
+    link_seconds = ours["timings"]["link"]
+    bare_seconds = bare["timings"]["total"]
+    print(f"\n{summary.records:,} records ({people:,} people, seed {seed}; generated in {generated:.1f} s), "
+          f"{ours['records']:,} standardised")
+    print(f"  carelink end to end {ours['seconds']:.1f} s  ({_scores(ours['scores'])}; {ours['people']:,} people)")
+    print(f"    {'stage':<14}{'seconds':>9}{'RSS at start MB':>17}{'peak RSS MB':>13}")
+    for stage, seconds in ours["timings"].items():
+        print(f"    {stage:<14}{seconds:>9.1f}{ours['start_mb'].get(stage, 0):>17.0f}{ours['peak_mb'].get(stage, 0):>13.0f}")
+    print("    link stage: " + "  ".join(f"{k} {v:.1f}" for k, v in ours["link_timings"].items())
+          + f"   (process RSS after imports {ours['imported_mb']:.0f} MB)")
+    print(f"  bare Splink {bare_seconds:.1f} s  ({_scores(bare['scores'])}), peak RSS {bare['peak_mb']:.0f} MB "
+          f"(after imports {bare['imported_mb']:.0f} MB; reading standardised parquet {bare['read_seconds']:.1f} s)")
+    print("    " + "  ".join(f"{k} {v:.1f}" for k, v in bare["timings"].items())
+          + "   (train: " + "  ".join(f"{k} {v:.1f}" for k, v in bare["train_steps"].items()) + ")")
+    print(f"  link-stage seconds / bare-Splink seconds: {link_seconds / bare_seconds:.2f}  "
+          f"({link_seconds:.1f} / {bare_seconds:.1f})")
+    print(f"  link peak RSS / bare-Splink peak RSS: {ours['peak_mb']['link'] / bare['peak_mb']:.2f}")
+    print(f"  edges (p >= 0.5): carelink {ours['edges']:,}  bare Splink {bare['edges']:,}  "
+          f"(bare Splink scored {bare['comparisons']:,} blocked comparisons)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--keep", type=Path, help="write each size's data and workspace under this folder")
+    parser.add_argument("--worker", choices=("carelink", "splink"), help=argparse.SUPPRESS)
+    parser.add_argument("folder", nargs="?", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        result = worker_carelink(args.folder) if args.worker == "carelink" else worker_splink(args.folder)
+        print(json.dumps(result))
+        return
+    for records in args.records:
+        if args.keep:
+            folder = args.keep / f"records_{records}"
+            shutil.rmtree(folder / "workspace", ignore_errors=True)  # a stored model would skip training
+            folder.mkdir(parents=True, exist_ok=True)
+            run_size(folder, records, args.seed)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                run_size(Path(tmp), records, args.seed)
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
