@@ -52,7 +52,7 @@ def run_ingest(config: PipelineConfig, run: Run, report: RunReport) -> None:
 
 
 def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
-    linkage_key, _ = workspace.resolve_keys(config)
+    linkage_key = workspace.resolve_key(config, "linkage")
     for source in _progress(list(config.sources), "pseudonymise"):
         report.pseudonymise.append(pseudonymise_source(
             run.ingest / source.name, run.pseudonymise / source.name, linkage_key,
@@ -70,7 +70,7 @@ def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: Run
 
 
 def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
-    _, export_key = workspace.resolve_keys(config)
+    export_key = workspace.resolve_key(config, "export")
     person_map = pl.read_parquet(run.link / "person_map.parquet")
     edges = pl.read_parquet(run.link / "edges.parquet")
     nodes = pl.concat([pl.read_parquet(run.pseudonymise / s.name / "nodes.parquet") for s in config.sources],

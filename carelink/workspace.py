@@ -140,11 +140,13 @@ class Workspace:
         finally:
             path.unlink(missing_ok=True)
 
-    def resolve_keys(self, config: PipelineConfig) -> tuple[Key, Key]:
-        """Load the linkage and export keys the config names, or create them in the workspace (and say so)."""
-        passphrase = self._passphrase(config)
-        return (self._key(config.keys.linkage, "linkage", passphrase),
-                self._key(config.keys.export, "export", passphrase))
+    def resolve_key(self, config: PipelineConfig, kind: str) -> Key:
+        """Load the ``linkage`` or ``export`` key the config names, or create it in the workspace (and say so).
+
+        Each stage asks only for the key it needs: partners the linkage key, the hub the export key.
+        """
+        configured = config.keys.linkage if kind == "linkage" else config.keys.export
+        return self._key(configured, kind, self._passphrase(config))
 
     def _passphrase(self, config: PipelineConfig) -> str:
         keys = config.keys

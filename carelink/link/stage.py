@@ -25,6 +25,7 @@ from carelink.link.blocking import check_blocking_budget
 from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
+from carelink.pseudonymise.stage import verify_delivery
 from carelink.tables import read_parquet_metadata, write_json, write_parquet
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,10 @@ def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
         path = folder / "nodes.parquet"
         if not path.is_file():
             raise InputFileError(path, "not found: pseudonymise this source first")
-        key_ids[folder.name] = read_parquet_metadata(path).get("linkage_key_id", "unknown")
+        manifest = verify_delivery(folder)
+        key_ids[folder.name] = manifest.get("linkage_key_id", "unknown")
+        if read_parquet_metadata(path).get("linkage_key_id") != key_ids[folder.name]:
+            raise IntegrityError(f"{path}: made with another key than its manifest says")
         frames.append(pl.read_parquet(path))
     if len(set(key_ids.values())) > 1:
         listing = ", ".join(f"{name}={key_id}" for name, key_id in sorted(key_ids.items()))

@@ -47,7 +47,8 @@ def render_html(report: dict[str, Any]) -> str:
 <p>Not scanned (fixed vocabularies and event dates): {e(', '.join(scan['not_scanned']) or 'none')}.</p>
 <h2>What leaves the partner, field by field</h2>
 <p>Plaintext fields dropped: {e(', '.join(report['dropped_plaintext_fields']))}. Only <code>nodes.parquet</code> and
-<code>activity.parquet</code> go to the linkage hub; <code>reid_map.parquet</code> and this report stay here.</p>
+<code>activity.parquet</code> (with <code>manifest.json</code>, their checksums, which the hub verifies) go to the
+linkage hub; <code>reid_map.parquet</code> and this report stay here.</p>
 {fields}
 <h2>NHS number status</h2>{statuses}
 <h2>Re-identification risk</h2>

@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from carelink import __version__
-from carelink.errors import DataQualityError, InputFileError
+from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.keys import Key
 from carelink.pseudonymise import leakscan, risk
 from carelink.pseudonymise.features import FEATURES, PASSED_THROUGH, build_nodes
@@ -22,7 +22,7 @@ from carelink.pseudonymise.report import write_report
 from carelink.pseudonymise.reversible import ALGORITHM as SIV
 from carelink.pseudonymise.reversible import SUFFIX, seal
 from carelink.pseudonymise.schema import SCHEMA_VERSION, NodeRecord
-from carelink.tables import file_sha256, read_json, read_parquet_metadata, write_parquet
+from carelink.tables import file_sha256, read_json, read_parquet_metadata, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 #: Node and activity columns whose values come from a fixed vocabulary (see ``leakscan.scan``).
@@ -72,8 +72,32 @@ def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, part
     write_parquet(nodes, out_folder / "nodes.parquet", meta)
     write_parquet(activity, out_folder / "activity.parquet", meta)
     write_parquet(reid_map, out_folder / "reid_map.parquet", meta | {"stays_at_partner": True})
+    write_delivery_manifest(out_folder, meta, nodes.height)
     log.info("pseudonymise %s: %d records, %d activity rows, leak scan passed", source, nodes.height, activity.height)
     return PseudonymiseResult(source, nodes.height, activity.height, scan.passed, out_folder)
+
+
+DELIVERY_FILES = ("nodes.parquet", "activity.parquet")
+
+
+def write_delivery_manifest(folder: Path, meta: dict, records: int) -> None:
+    """``manifest.json`` of what goes to the hub: checksums the hub verifies before linking."""
+    files = {name: file_sha256(folder / name) for name in DELIVERY_FILES}
+    write_json({**meta, "records": records, "files_sha256": files}, folder / "manifest.json")
+
+
+def verify_delivery(folder: Path) -> dict:
+    """Check a source's delivery against its manifest; raise ``IntegrityError`` naming the file that differs."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.is_file():
+        raise IntegrityError(f"{manifest_path}: missing; a delivery without its manifest cannot be trusted")
+    manifest = read_json(manifest_path)
+    for name, expected in manifest.get("files_sha256", {}).items():
+        path = folder / name
+        if not path.is_file() or file_sha256(path) != expected:
+            raise IntegrityError(f"{path}: checksum does not match {manifest_path.name} (altered or incomplete "
+                                 "delivery); ask the partner to send it again")
+    return manifest
 
 
 def _activity(path: Path, reid_map: pl.DataFrame) -> pl.DataFrame:
