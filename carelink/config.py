@@ -7,6 +7,7 @@ point outside its folder (a config must not be able to read ``/etc/passwd`` or a
 from __future__ import annotations
 
 import codecs
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -62,6 +63,8 @@ class TableSpec:
     delimiter: str = ","
     date_formats: tuple[str, ...] = ("%Y-%m-%d",)
     columns: dict[str, str] = field(default_factory=dict)  # canonical field -> column in the extract
+    # consent field -> {value as the extract spells it: canonical value}, beyond the built-in spellings
+    consent_values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -236,6 +239,28 @@ def _table(reader: _Reader, data: dict[str, Any], key: str, fields: tuple[str, .
     return TableSpec(path, fmt, encoding, delimiter, tuple(formats), columns)
 
 
+_BOOLEAN_CONSENT = ("ndop_opt_out", "type1_opt_out", "research_consent", "sensitive_category")
+_SHARED_CARE_VALUES = ("granted", "withdrawn", "refused")
+
+
+def _consent_values(reader: _Reader, data: Any, key: str) -> dict[str, dict[str, Any]]:
+    """How a source spells its consent codes: ``{field: {spelling: true/false or granted/withdrawn/refused}}``."""
+    where = f"{key}.consent_values"
+    data = reader.mapping(data, where)
+    result: dict[str, dict[str, Any]] = {}
+    for name, spellings in data.items():
+        if name not in _BOOLEAN_CONSENT + ("shared_care_consent",):
+            raise reader.fail(f"{where}.{name}", "not a coded consent field")
+        spellings = reader.mapping(spellings, f"{where}.{name}")
+        for spelling, value in spellings.items():
+            valid = isinstance(value, bool) if name in _BOOLEAN_CONSENT else value in _SHARED_CARE_VALUES
+            if not valid:
+                expected = "true or false" if name in _BOOLEAN_CONSENT else ", ".join(_SHARED_CARE_VALUES)
+                raise reader.fail(f"{where}.{name}.{spelling}", f"must be {expected}")
+        result[name] = {" ".join(str(s).upper().split()): v for s, v in spellings.items()}
+    return result
+
+
 def _source(reader: _Reader, data: Any, index: int) -> SourceConfig:
     key = f"sources[{index}]"
     data = reader.mapping(data, key)
@@ -244,7 +269,9 @@ def _source(reader: _Reader, data: Any, index: int) -> SourceConfig:
         raise reader.fail(f"{key}.name", "may hold only letters, digits and underscores")
     kind = reader.choice(data, "kind", key, SOURCE_KINDS, default="health")
     table = _table(reader, data, key, PERSON_FIELDS + CONSENT_FIELDS, ("record_id",),
-                   extra_keys=("name", "kind", "activity", "reversible"))
+                   extra_keys=("name", "kind", "activity", "reversible", "consent_values"))
+    if data.get("consent_values") is not None:
+        table = dataclasses.replace(table, consent_values=_consent_values(reader, data["consent_values"], key))
     activity = None
     if data.get("activity") is not None:
         activity_data = reader.mapping(data["activity"], f"{key}.activity")

@@ -144,8 +144,10 @@ def _raw_record(raw: pl.DataFrame) -> pl.Expr:
 def _consent_columns(spec: TableSpec, raw: pl.DataFrame, formats: tuple[str, ...], reference_date: dt.date) -> list[pl.Expr]:
     columns = []
     for name in _BOOL_FIELDS:
-        columns.append(_coded(spec, raw, name, {v: True for v in _TRUE} | {v: False for v in _FALSE}, pl.Boolean))
-    columns.insert(2, _coded(spec, raw, "shared_care_consent", _SHARED_CARE, pl.String))
+        codes = {v: True for v in _TRUE} | {v: False for v in _FALSE} | spec.consent_values.get(name, {})
+        columns.append(_coded(spec, raw, name, codes, pl.Boolean))
+    shared_care = _SHARED_CARE | spec.consent_values.get("shared_care_consent", {})
+    columns.insert(2, _coded(spec, raw, "shared_care_consent", shared_care, pl.String))
     dates = {name: _not_after(st.parse_date(_column(spec, name), formats, reference_date), reference_date).alias(name)
              for name in _DATE_FIELDS}
     order = ["ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
