@@ -121,6 +121,7 @@ class PipelineConfig:
     keys: KeysConfig
     linkage: LinkageConfig
     purposes: dict[str, PurposeRules] = field(default_factory=dict)  # the partnership's own, beyond the shipped ones
+    consent_resolution: dict[str, str] = field(default_factory=dict)  # opt-out flag -> sticky | latest
 
     @property
     def folder(self) -> Path:
@@ -261,6 +262,17 @@ def _consent_values(reader: _Reader, data: Any, key: str) -> dict[str, dict[str,
     return result
 
 
+def _consent_resolution(reader: _Reader, data: Any) -> dict[str, str]:
+    """How opt-outs resolve across a person's records: ``sticky`` (any opt-out applies) or ``latest``."""
+    data = reader.mapping(data, "consent_resolution")
+    for flag, mode in data.items():
+        if flag not in ("ndop_opt_out", "type1_opt_out"):
+            raise reader.fail(f"consent_resolution.{flag}", "only ndop_opt_out and type1_opt_out can be configured")
+        if mode not in ("sticky", "latest"):
+            raise reader.fail(f"consent_resolution.{flag}", "must be sticky or latest")
+    return dict(data)
+
+
 def _source(reader: _Reader, data: Any, index: int) -> SourceConfig:
     key = f"sources[{index}]"
     data = reader.mapping(data, key)
@@ -300,7 +312,8 @@ def load_config(path: Path | str) -> PipelineConfig:
         raise ConfigError(path, None, f"not valid YAML: {problem}") from None
     reader = _Reader(path)
     data = reader.mapping(data, "(top level)")
-    reader.known_keys(data, "", ("partnership", "reference_date", "sources", "exports", "keys", "linkage", "purposes"))
+    reader.known_keys(data, "", ("partnership", "reference_date", "sources", "exports", "keys", "linkage", "purposes",
+                                 "consent_resolution"))
     partnership = reader.string(data, "partnership", "")
     reference_date = _reference_date(reader, data.get("reference_date"))
     raw_sources = data.get("sources")
@@ -325,6 +338,7 @@ def load_config(path: Path | str) -> PipelineConfig:
         keys=_keys(reader, data.get("keys") or {}),
         linkage=_linkage(reader, data.get("linkage") or {}),
         purposes=purposes,
+        consent_resolution=_consent_resolution(reader, data.get("consent_resolution") or {}),
     )
 
 

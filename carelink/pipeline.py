@@ -87,7 +87,8 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
     for target in _progress(list(config.exports), "export"):
         report.exports.append(export(target, run.export, person_map=person_map, nodes=nodes, activity=activity,
                                      edges=edges, export_key=export_key, provenance=provenance,
-                                     type1_sources=type1_sources, purposes=purposes))
+                                     type1_sources=type1_sources, purposes=purposes,
+                                     consent_resolution=config.consent_resolution))
     sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
     report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
 

@@ -14,6 +14,7 @@ reasons in order of precedence.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import polars as pl
@@ -51,17 +52,39 @@ def _statement(value: str, date_column: str, rank: pl.Expr) -> list[pl.Expr]:
     ]
 
 
-def resolve_consent(records: pl.DataFrame) -> pl.DataFrame:
+#: How opt-outs resolve unless the pipeline config says otherwise (``consent_resolution``).
+OPT_OUT_MODES = ("sticky", "latest")
+DEFAULT_RESOLUTION = {"ndop_opt_out": "sticky", "type1_opt_out": "sticky"}
+
+
+def _opt_out(flag: str, mode: str) -> list[pl.Expr]:
+    """``sticky``: an opt-out anywhere applies. ``latest``: the latest dated statement (Y or N) wins, so a later
+    recorded withdrawal of the opt-out counts; ties and undated statements resolve to the opt-out (fail safe)."""
+    if mode == "sticky":
+        return _sticky(flag, f"{flag}_date")
+    return _statement(flag, f"{flag}_date", pl.col(flag).cast(pl.Int8).fill_null(0))
+
+
+def resolve_consent(records: pl.DataFrame, resolution: Mapping[str, str] | None = None) -> pl.DataFrame:
     """One row per ``person_id`` with resolved flags and the source (and date) that decided each."""
+    modes = DEFAULT_RESOLUTION | dict(resolution or {})
     shared_rank = -pl.col("shared_care_consent").replace_strict(_NEGATIVE_FIRST, default=1, return_dtype=pl.Int8)
     research_rank = pl.col("research_consent").cast(pl.Int8).fill_null(1) * -1
-    return records.group_by("person_id").agg(
-        *_sticky("ndop_opt_out", "ndop_opt_out_date"),
-        *_sticky("type1_opt_out", "type1_opt_out_date"),
+    resolved = records.group_by("person_id").agg(
+        *_opt_out("ndop_opt_out", modes["ndop_opt_out"]),
+        *_opt_out("type1_opt_out", modes["type1_opt_out"]),
         *_sticky("sensitive_category", None),
         *_statement("shared_care_consent", "shared_care_consent_date", shared_rank),
         *_statement("research_consent", "research_consent_date", research_rank),
     )
+    return resolved.with_columns(pl.col("ndop_opt_out", "type1_opt_out").fill_null(False))
+
+
+def resolution_texts(resolution: Mapping[str, str] | None = None) -> dict[str, str]:
+    """How each flag was resolved, in words, for the configured modes."""
+    modes = DEFAULT_RESOLUTION | dict(resolution or {})
+    latest = "latest dated statement wins (a later withdrawal of the opt-out counts); undated or tied: opt-out"
+    return RESOLUTION | {flag: latest for flag, mode in modes.items() if mode == "latest"}
 
 
 #: How each resolved flag was decided across a person's records (for data dictionaries and export reports).

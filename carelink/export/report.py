@@ -31,7 +31,8 @@ def _totals(reasons: pl.Series) -> dict[str, int]:
 
 
 def export_report(*, recipient: str, legal_basis: str | None, rules: PurposeRules, people: pl.DataFrame,
-                  records: pl.DataFrame, activity: pl.DataFrame, summaries: dict[str, ProtectedTable]) -> dict[str, Any]:
+                  records: pl.DataFrame, activity: pl.DataFrame, summaries: dict[str, ProtectedTable],
+                  resolution: dict[str, str] = RESOLUTION) -> dict[str, Any]:
     """Build the report of one export.
 
     Args:
@@ -42,13 +43,14 @@ def export_report(*, recipient: str, legal_basis: str | None, rules: PurposeRule
         records: One row per source record: ``person_id``.
         activity: One row per activity row received: ``person_id`` and ``withheld_reason`` (null when exported).
         summaries: The summary tables written, by name.
+        resolution: How each consent flag was resolved, in words (``consent.resolution_texts``).
     """
     records = records.join(people.select("person_id", "withheld_reason"), on="person_id", how="left")
     withheld = []
     for rule in PERSON_RULES:
         affected = people.filter(pl.col("withheld_reason") == rule.reason)
         if affected.height:
-            withheld.append(_entry(rule.reason, "person", rule, affected.height,
+            withheld.append(_entry(rule.reason, "person", rule, resolution, affected.height,
                                    records.filter(pl.col("withheld_reason") == rule.reason).height,
                                    activity.filter(pl.col("withheld_reason") == rule.reason).height,
                                    _decided_by(affected, rule)))
@@ -56,7 +58,7 @@ def export_report(*, recipient: str, legal_basis: str | None, rules: PurposeRule
         rows = activity.filter(pl.col("withheld_reason") == reason)
         if rows.height:
             affected = people.join(rows.select("person_id").unique(), on="person_id", how="semi")
-            withheld.append(_entry(reason, "activity", rule, rows["person_id"].drop_nulls().n_unique(), 0, rows.height,
+            withheld.append(_entry(reason, "activity", rule, resolution, rows["person_id"].drop_nulls().n_unique(), 0, rows.height,
                                    _decided_by(affected, rule) if rule else {}))
     return {
         "recipient": recipient,
@@ -72,14 +74,15 @@ def export_report(*, recipient: str, legal_basis: str | None, rules: PurposeRule
     }
 
 
-def _entry(reason: str, scope: str, rule: WithholdingRule | None, people: int, records: int, activity_rows: int,
+def _entry(reason: str, scope: str, rule: WithholdingRule | None, resolution: dict[str, str], people: int,
+           records: int, activity_rows: int,
            decided_by: dict[str, int]) -> dict[str, Any]:
     return {
         "reason": reason,
         "scope": scope,  # "person": the person and all their rows; "activity": some activity rows only
         "rule": rule.flag if rule else None,
         "consent_field": rule.consent if rule else None,
-        "resolution": RESOLUTION[rule.consent] if rule else None,
+        "resolution": resolution[rule.consent] if rule else None,
         "people": people,
         "records": records,
         "activity_rows": activity_rows,

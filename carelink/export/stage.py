@@ -24,7 +24,14 @@ import polars as pl
 from carelink import __version__
 from carelink.config import ExportConfig
 from carelink.errors import ConfigError, DataQualityError
-from carelink.export.consent import PURPOSES, TYPE1_RULE, PurposeRules, resolve_consent, withheld_reasons
+from carelink.export.consent import (
+    PURPOSES,
+    TYPE1_RULE,
+    PurposeRules,
+    resolution_texts,
+    resolve_consent,
+    withheld_reasons,
+)
 from carelink.export.publish import MANIFEST, file_entries, staged_folder
 from carelink.export.report import UNLINKED, export_report, report_markdown
 from carelink.export.schema import (
@@ -77,9 +84,10 @@ def pseudonym_map(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.
                          "recipient_id": recipient_pseudonyms(distinct, export_key, recipient)})
 
 
-def _people(person_map: pl.DataFrame, nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
+def _people(person_map: pl.DataFrame, nodes: pl.DataFrame, edges: pl.DataFrame,
+            resolution: Mapping[str, str] | None = None) -> pl.DataFrame:
     records = person_map.select("record_token", "person_id").join(nodes, on="record_token", how="inner")
-    consent = resolve_consent(records)
+    consent = resolve_consent(records, resolution)
     describe = records.group_by("person_id").agg(
         pl.col("source").unique().sort().alias("sources"),
         pl.len().cast(pl.Int64).alias("records"),
@@ -185,7 +193,8 @@ def _validate(tables: dict[str, pl.DataFrame], where: str) -> None:
 def export(export: ExportConfig, out_folder: Path, *, person_map: pl.DataFrame, nodes: pl.DataFrame,
            activity: dict[str, pl.DataFrame], edges: pl.DataFrame, export_key: Key, provenance: dict,
            type1_sources: frozenset[str] = frozenset(),
-           purposes: Mapping[str, PurposeRules] = PURPOSES) -> ExportResult:
+           purposes: Mapping[str, PurposeRules] = PURPOSES,
+           consent_resolution: Mapping[str, str] | None = None) -> ExportResult:
     """Build, validate and publish one recipient's export for one purpose.
 
     Args:
@@ -203,7 +212,7 @@ def export(export: ExportConfig, out_folder: Path, *, person_map: pl.DataFrame, 
     """
     rules = purpose_rules(export, purposes)
     where = f"{export.recipient}/{export.purpose}"
-    people = _people(person_map, nodes, edges)
+    people = _people(person_map, nodes, edges, consent_resolution)
     people = people.join(withheld_reasons(people, rules), on="person_id")
     outcomes = _activity_outcomes(activity, person_map, people, rules, type1_sources)
     ids = pseudonym_map(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient)
@@ -211,7 +220,8 @@ def export(export: ExportConfig, out_folder: Path, *, person_map: pl.DataFrame, 
     record_map = person_map.join(nodes.select("record_token", *sealed), on="record_token", how="left")
     tables, summaries = _tables(rules, people, record_map, outcomes, sorted(activity), ids)
     _validate(tables, where)
-    report = export_report(recipient=export.recipient, legal_basis=export.legal_basis, rules=rules, people=people,
+    report = export_report(resolution=resolution_texts(consent_resolution),
+                           recipient=export.recipient, legal_basis=export.legal_basis, rules=rules, people=people,
                            records=person_map.select("person_id"), activity=outcomes, summaries=summaries)
     meta = {"schema_version": SCHEMA_VERSION, "recipient": export.recipient, "purpose": export.purpose,
             "legal_basis": export.legal_basis, "export_key_id": export_key.key_id, **provenance}

@@ -259,3 +259,24 @@ def test_research_under_a_legal_basis_includes_the_silent_but_withholds_refusals
         "research_sensitive_ndop": "sensitive category", "research_refused_care": None,
         "everything": "research consent refused",
     }
+
+
+def test_opt_out_resolution_is_configurable() -> None:
+    # NDOP recorded in 2024 by the GP, withdrawn (N) in 2025 at the hospital.
+    from carelink.export.consent import resolution_texts, resolve_consent
+
+    records = pl.DataFrame({
+        "person_id": ["P1", "P1"], "source": ["gp", "acute"],
+        "ndop_opt_out": [True, False], "ndop_opt_out_date": [dt.date(2024, 1, 1), dt.date(2025, 1, 1)],
+        "type1_opt_out": [None, None], "type1_opt_out_date": pl.Series([None, None], dtype=pl.Date),
+        "sensitive_category": [None, None], "shared_care_consent": [None, None],
+        "shared_care_consent_date": pl.Series([None, None], dtype=pl.Date),
+        "research_consent": [None, None], "research_consent_date": pl.Series([None, None], dtype=pl.Date),
+    }, schema_overrides={"type1_opt_out": pl.Boolean, "sensitive_category": pl.Boolean,
+                         "shared_care_consent": pl.String, "research_consent": pl.Boolean})
+    sticky = resolve_consent(records).row(0, named=True)
+    assert sticky["ndop_opt_out"] is True and sticky["ndop_opt_out_source"] == "gp"
+    latest = resolve_consent(records, {"ndop_opt_out": "latest"}).row(0, named=True)
+    assert latest["ndop_opt_out"] is False and latest["ndop_opt_out_source"] == "acute"
+    assert latest["type1_opt_out"] is False  # nothing stated: not opted out
+    assert "later withdrawal" in resolution_texts({"ndop_opt_out": "latest"})["ndop_opt_out"]
