@@ -10,7 +10,7 @@ import polars as pl
 from carelink.export.purposes import PurposeRules
 from carelink.export.summaries import ROUND_TO, SUMMARIES, SUPPRESS_BELOW, SummarySpec
 
-SCHEMA_VERSION = "export/2"
+SCHEMA_VERSION = "export/3"
 _PERSON_ID = r"^R[0-9a-f]{20}$"
 _SUMMARIES_BY_FILE = {spec.file: spec for spec in SUMMARIES}
 
@@ -27,8 +27,10 @@ class PersonExport(pa.DataFrameModel):
     postcode_district: str = pa.Field(nullable=True, description="Postcode district (outward code) most often recorded")
     ndop_opt_out: bool = pa.Field(description="National Data Opt-out recorded by any source")
     ndop_opt_out_source: str = pa.Field(nullable=True, description="Source whose statement decided ndop_opt_out")
+    ndop_opt_out_date: dt.date = pa.Field(nullable=True, description="Date of the deciding statement, where dated")
     type1_opt_out: bool = pa.Field(description="GP Type 1 objection recorded")
     type1_opt_out_source: str = pa.Field(nullable=True, description="Source whose statement decided type1_opt_out")
+    type1_opt_out_date: dt.date = pa.Field(nullable=True, description="Date of the deciding statement, where dated")
     sensitive_category: bool = pa.Field(description="A sensitive-category marker recorded by any source")
     shared_care_consent: str = pa.Field(nullable=True, isin=("granted", "withdrawn", "refused"),
                                         description="Latest shared-care consent statement (dated beats undated)")
@@ -36,6 +38,7 @@ class PersonExport(pa.DataFrameModel):
     shared_care_consent_source: str = pa.Field(nullable=True, description="Source of the deciding statement")
     research_consent: bool = pa.Field(nullable=True, description="Latest explicit research consent statement")
     research_consent_source: str = pa.Field(nullable=True, description="Source of the deciding statement")
+    research_consent_date: dt.date = pa.Field(nullable=True, description="Date of the deciding statement")
     link_probability: float = pa.Field(nullable=True, ge=0, le=1,
                                        description="Weakest attachment of any of the person's records (null: one record)")
 
