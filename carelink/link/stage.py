@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -26,7 +25,7 @@ from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
 from carelink.pseudonymise.stage import verify_delivery
-from carelink.tables import read_parquet_metadata, write_json, write_parquet
+from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 MODEL_FORMAT = "carelink-model/1"
@@ -203,7 +202,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
                                                                                           config.engine))
         log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
     t0 = time.perf_counter()
-    model_sha = _sha256(model_path)
+    model_sha = file_sha256(model_path)
     baseline = _previous_scores(previous, model_sha) if incremental and not trained else None
     if baseline is None:
         edges = _tidy_edges(_as_polars(linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")))
@@ -323,5 +322,3 @@ def _read_model(path: Path) -> dict[str, Any]:
     return document
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

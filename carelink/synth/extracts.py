@@ -116,12 +116,6 @@ def activity_path(spec: SourceSpec) -> str:
     return f"{spec.name}_activity.csv"
 
 
-def write_activity(rng: np.random.Generator, out_dir: Path, ex: Extract, people: People) -> tuple[Path, int]:
-    """Write 0-10 dated activity rows per record (more for frailer people); return (path, rows)."""
-    frame = make_activity(rng, ex, people)
-    return write_activity_frame(out_dir, ex.spec, frame), len(frame)
-
-
 def activity_frame(spec: SourceSpec, record_id: np.ndarray, dates: np.ndarray, kinds: np.ndarray) -> pl.DataFrame:
     """Return activity rows (record id, ``activity_date`` as a Date, ``activity_type``) in the given order."""
     return pl.DataFrame(
