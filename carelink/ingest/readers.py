@@ -232,8 +232,10 @@ def _read_csv(spec: TableSpec, chunk_rows: int) -> Iterator[RawChunk]:
         if not fields:  # a blank line is not a row
             continue
         row_number += 1
-        decoding.check(spec, fields, header, row_number, lines, reader.line_num)
-        if (reason := _row_problem(fields, header)) is not None:
+        joined = "".join(fields)  # one join serves both checks (this loop is ingest's hot path)
+        if not joined.isascii():
+            decoding.check(spec, fields, header, row_number, lines, reader.line_num)
+        if (reason := _row_problem(fields, header, joined)) is not None:
             bad.append((row_number, json.dumps(fields), reason))
         else:
             good.append([*fields, str(row_number)])
@@ -266,11 +268,11 @@ def _column_names(fields: list[str]) -> list[str]:
     return [_nfc(name.strip().lstrip("\ufeff")) for name in fields]
 
 
-def _row_problem(fields: list[str], header: list[str]) -> str | None:
-    """Why a parsed row cannot be used as it is (``None`` when it can)."""
+def _row_problem(fields: list[str], header: list[str], joined: str) -> str | None:
+    """Why a parsed row cannot be used as it is (``None`` when it can); ``joined`` is the fields concatenated."""
     if len(fields) != len(header):
         return f"row has {len(fields)} fields, header has {len(header)}"
-    if "\x00" in "".join(fields):
+    if "\x00" in joined:
         return "row holds binary data (NUL bytes)"
     if fields[0].strip().lstrip("\ufeff") == header[0] and _column_names(fields) == header:
         return "row repeats the header (extracts concatenated?)"
