@@ -17,7 +17,7 @@ from carelink.config import PipelineConfig
 from carelink.errors import DataQualityError
 from carelink.export.stage import ExportResult, check_reconciles, export
 from carelink.ingest.stage import IngestResult, ingest_source
-from carelink.link.stage import LinkResult, link
+from carelink.link.stage import LinkResult, link, load_nodes
 from carelink.pseudonymise.stage import PseudonymiseResult, pseudonymise_source
 from carelink.tables import file_sha256, read_parquet_metadata, write_json
 from carelink.workspace import Run, Workspace
@@ -73,16 +73,13 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
     export_key = workspace.resolve_key(config, "export")
     person_map = pl.read_parquet(run.link / "person_map.parquet")
     edges = pl.read_parquet(run.link / "edges.parquet")
-    nodes = pl.concat([pl.read_parquet(run.pseudonymise / s.name / "nodes.parquet") for s in config.sources],
-                      how="diagonal_relaxed")  # sources with sealed (reversible) fields have extra columns
+    nodes, _ = load_nodes([run.pseudonymise / s.name for s in config.sources])  # verified against manifests
     check_reconciles(person_map, nodes)
     activity = {s.name: pl.read_parquet(run.pseudonymise / s.name / "activity.parquet") for s in config.sources}
     type1_sources = frozenset(s.name for s in config.sources if "type1_opt_out" in s.table.columns)
-    provenance = {
-        "partnership": config.partnership,
-        "linkage_key_id": read_parquet_metadata(run.link / "edges.parquet").get("linkage_key_id"),
-        "model_sha256": read_parquet_metadata(run.link / "edges.parquet").get("model_sha256"),
-    }
+    link_meta = read_parquet_metadata(run.link / "edges.parquet")
+    provenance = {"partnership": config.partnership, "linkage_key_id": link_meta.get("linkage_key_id"),
+                  "model_sha256": link_meta.get("model_sha256")}
     purposes = config.purpose_profiles()
     for target in _progress(list(config.exports), "export"):
         report.exports.append(export(target, run.export, person_map=person_map, nodes=nodes, activity=activity,
