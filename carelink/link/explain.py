@@ -60,10 +60,13 @@ def explain_pair(run_folder: Path, left: str, right: str) -> dict[str, Any]:
     if records.height != 2:
         missing = set(tokens) - set(records["record_token"])
         raise ConfigError(None, None, f"record(s) not in this run: {', '.join(sorted(missing))}")
-    linker = Linker(DuckDBAPI().register(frame.to_arrow(), dataset_display_name="nodes"), model["splink"],
+    api = DuckDBAPI()
+    linker = Linker(api.register(frame.to_arrow(), dataset_display_name="nodes"), model["splink"],
                     log_level=logging.ERROR)
-    by_token = {row["record_token"]: row for row in records.to_dicts()}
-    scored = linker.inference.score_pair(by_token[tokens[0]], by_token[tokens[1]]).as_record_list()[0]
+    # Typed one-row tables rather than dicts: a missing Bloom filter must stay a typed null list.
+    left_record, right_record = (api.register(records.filter(pl.col("record_token") == token).to_arrow(),
+                                              dataset_display_name=f"record_{i}") for i, token in enumerate(tokens))
+    scored = linker.inference.score_pair(left_record, right_record).as_record_list()[0]
     comparisons = []
     for comparison in model["splink"]["comparisons"]:
         name = comparison["output_column_name"]
