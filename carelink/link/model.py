@@ -8,7 +8,8 @@ Design choices that matter for integrated-care data:
   rather than learned, because EM on blocks full of relatives learns too weak a disagreement penalty.
 - Residence: postcode and address form *one* comparison, so a shared household is not counted twice, with
   term-frequency adjustment on the postcode unit so a care home's postcode carries little weight.
-- Names: exact, nickname-canonical, Dice-close, phonetic and forename/surname-swapped levels.
+- Names: exact, nickname-canonical, Dice-close and phonetic levels. Forename and surname swapped (both, or one name
+  in the other's field) are levels of the forename comparison only, so a swap is not counted twice.
 - Date of birth: exact, day/month swapped, two of three parts, year only.
 """
 
@@ -23,10 +24,10 @@ from carelink.pseudonymise.encodings import BLOOM_LAYOUTS
 
 #: Node columns the model reads, besides the record token and source.
 MODEL_COLUMNS = (
-    "nhs_number_token", "shared_id_token", "given_name_token", "given_first_token", "given_canonical_token", "given_phonetic_token",
+    "nhs_number_token", "shared_id_token", "shared_id_near_tokens", "given_name_token", "given_first_token", "given_canonical_token", "given_phonetic_token",
     "given_name_bf", "given_prefix_token", "family_name_token", "family_prefix_token", "family_phonetic_token", "family_name_bf", "given_as_name_token",
     "family_as_name_token", "dob_token", "dob_swapped_token", "dob_year_token", "dob_month_token", "dob_day_token",
-    "sex_token", "postcode_unit_token", "postcode_sector_token", "postcode_district_token", "address_bf",
+    "sex_token", "postcode_unit_token", "postcode_sector_token", "postcode_district_token", "premises_token", "address_bf",
 )
 #: Columns with term-frequency adjustments (their tables must be computed before incremental scoring).
 TF_COLUMNS = ("given_name_token", "family_name_token", "postcode_unit_token")
@@ -45,6 +46,12 @@ def _dice_at_least(column: str, threshold: float, dialect: str) -> str:
     return f"(2 * ({common}) >= {threshold} * ({column}_bits_l + {column}_bits_r))"
 
 
+def _overlap(column: str, dialect: str) -> str:
+    """SQL: the two records' token lists share at least one token."""
+    function = "arrays_overlap" if dialect == "spark" else "list_has_any"
+    return f"{function}({column}_l, {column}_r)"
+
+
 def _level(sql: str, label: str, **extra: Any) -> dict[str, Any]:
     return {"sql_condition": sql, "label_for_charts": label, **extra}
 
@@ -61,6 +68,7 @@ def _eq(column: str, other: str | None = None) -> str:
 def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
     """The comparison definitions, as Splink settings dictionaries."""
     swapped = f"({_eq('given_as_name_token', 'family_as_name_token')} AND {_eq('family_as_name_token', 'given_as_name_token')})"
+    crossed = f"({_eq('given_as_name_token', 'family_as_name_token')} OR {_eq('family_as_name_token', 'given_as_name_token')})"
     nhs = {
         "output_column_name": "nhs_number",
         "comparison_levels": [
@@ -71,7 +79,12 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
     }
     shared_id = {
         "output_column_name": "shared_id",
-        "comparison_levels": [_null("shared_id_token"), _level(_eq("shared_id_token"), "exact"), _level("ELSE", "different")],
+        "comparison_levels": [
+            _null("shared_id_token"),
+            _level(_eq("shared_id_token"), "exact"),
+            _level(_overlap("shared_id_near_tokens", dialect), "one typo apart"),
+            _level("ELSE", "different"),
+        ],
     }
     given = {
         "output_column_name": "given_name",
@@ -81,6 +94,7 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
             _level(f"{_eq('given_first_token')} OR {_eq('given_canonical_token')}", "first name or nickname"),
             _level(_dice_at_least("given_name_bf", 0.8, dialect), "dice >= 0.8"),
             _level(swapped, "swapped with surname"),
+            _level(crossed, "one name in the other's field"),
             _level(_eq("given_phonetic_token"), "phonetic"),
             _level(_dice_at_least("given_name_bf", 0.6, dialect), "dice >= 0.6"),
             _level("ELSE", "different"),
@@ -92,7 +106,6 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
             _null("family_name_token"),
             _level(_eq("family_name_token"), "exact", tf_adjustment_column="family_name_token", tf_adjustment_weight=0.5),
             _level(_dice_at_least("family_name_bf", 0.8, dialect), "dice >= 0.8"),
-            _level(swapped, "swapped with forename"),
             _level(_eq("family_phonetic_token"), "phonetic"),
             _level(_dice_at_least("family_name_bf", 0.6, dialect), "dice >= 0.6"),
             _level("ELSE", "different"),
@@ -178,6 +191,8 @@ BLOCKING_RULES = (
     Block(("dob_token", "family_phonetic_token"), ("dob_swapped_token", "family_phonetic_token")),
     Block(("dob_swapped_token", "family_phonetic_token"), ("dob_token", "family_phonetic_token")),
     Block(("given_as_name_token", "dob_token"), ("family_as_name_token", "dob_token")),
+    Block(("given_as_name_token", "family_as_name_token"), ("family_as_name_token", "given_as_name_token")),
+    Block(("premises_token",)),
     Block(("dob_token", "given_prefix_token")),
     Block(("dob_token", "family_prefix_token")),
     Block(("family_prefix_token", "given_prefix_token", "dob_year_token")),

@@ -118,6 +118,31 @@ def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, 
             "u_max_pairs": config.u_max_pairs}
 
 
+def u_without_matches(settings: dict[str, Any], floor: float = 0.25) -> dict[str, Any]:
+    """Settings whose u-probabilities no longer count the true matches that random sampling drew.
+
+    Random pairs are a mixture: P(level) = λ·m + (1 − λ)·u, with λ the probability that two random records match.
+    Splink's random-sampling estimate is the left-hand side; where matches are dense (a small partnership, a file
+    with many duplicates) λ·m is of the same order as u for the rarest agreement levels (identifier or address
+    agreement), which then look far commoner among non-matches than they are. Solving for u removes that; ``floor``
+    keeps each corrected u at no less than that share of the sampled one, so no weight grows without bound.
+    """
+    prior = settings["probability_two_random_records_match"]
+    comparisons = []
+    for comparison in settings["comparisons"]:
+        levels = [dict(level) for level in comparison["comparison_levels"]]
+        scored = [level for level in levels if not level.get("is_null_level") and level.get("u_probability")
+                  and level.get("m_probability") is not None]
+        for level in scored:
+            sampled = level["u_probability"]
+            level["u_probability"] = max((sampled - prior * level["m_probability"]) / (1 - prior), floor * sampled)
+        total = sum(level["u_probability"] for level in scored)
+        for level in scored:
+            level["u_probability"] /= total
+        comparisons.append({**comparison, "comparison_levels": levels})
+    return {**settings, "comparisons": comparisons}
+
+
 def _open_linker(frame: pl.DataFrame, config: LinkageConfig, settings: dict[str, Any]) -> tuple[Any, Any]:
     """A Splink linker over ``frame`` and the backend it runs on."""
     from splink import Linker
@@ -169,6 +194,7 @@ def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, model
     dialect = "spark" if config.engine == "spark" else "duckdb"
     linker, db_api = _open_linker(frame, config, model.settings(dialect))
     training = train(linker, frame, config)
+    linker, db_api = _open_linker(frame, config, u_without_matches(linker.misc.save_model_to_json(None)))
     _write_model(linker, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)
     return linker, db_api

@@ -91,6 +91,23 @@ def record_tokens(series: pl.Series, field_key: bytes) -> pl.Series:
     return _map_distinct(series.cast(pl.String), _each(lambda v: record_token_of(field_key, v), pl.String))
 
 
+def deletion_variants(value: str) -> list[str]:
+    """The value and the value with each one character deleted, sorted and de-duplicated
+    ("123" → "12", "123", "13", "23").
+
+    Two values share a variant when they differ by one substitution, one adjacent transposition, or one inserted or
+    deleted character — the typing errors identifiers suffer — so keyed tokens of the variants compare identifiers
+    at edit distance one without revealing them.
+    """
+    return sorted({value} | {value[:i] + value[i + 1 :] for i in range(len(value))} - {""})
+
+
+def deletion_tokens(series: pl.Series, field_key: bytes) -> pl.Series:
+    """Keyed 64-bit tokens of every one-character deletion of each value (a list per row; nulls stay null)."""
+    return _map_distinct(series.cast(pl.String),
+                         _each(lambda v: [token_of(field_key, d) for d in deletion_variants(v)], pl.List(pl.Int64)))
+
+
 def bigrams(value: str) -> set[str]:
     """Character bigrams of a value padded with a space at each end ("ANN" → " A", "AN", "NN", "N ")."""
     padded = f" {value} "

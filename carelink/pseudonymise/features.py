@@ -63,6 +63,15 @@ def _first_word(name: str) -> Callable[[pl.DataFrame], pl.Series]:
     return lambda frame: frame[name].str.split(" ").list.first()
 
 
+def _premises(frame: pl.DataFrame) -> pl.Series:
+    """House number and the first four letters of the street ("12 HIGH"), with the postcode's outward code when
+    there is one: a blocking key that survives typos late in the street name and finds people whose names and
+    date of birth were both mis-recorded."""
+    premises = frame["address"].str.extract(r"^(?:FLAT [0-9A-Z]+ )?([0-9]+[A-Z]?) ([A-Z]{1,4})", 0)
+    district = frame["postcode"].str.extract(r"^(\S+) ", 1)
+    return pl.select(pl.concat_str([premises, district.fill_null("")], separator="|")).to_series()
+
+
 def _postcode_part(pattern: str) -> Callable[[pl.DataFrame], pl.Series]:
     return lambda frame: frame["postcode"].str.extract(pattern, 1)
 
@@ -86,6 +95,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("nhs_number_token", "nhs_number", "keyed token", HMAC64, _token("nhs_number", _column("nhs_number"))),
     Feature("nhs_number_status", "nhs_number", "generalised", "status category (valid, missing, ...)", _passthrough("nhs_number_status")),
     Feature("shared_id_token", "shared_id", "keyed token", HMAC64, _token("shared_id", _column("shared_id"))),
+    Feature("shared_id_near_tokens", "shared_id", "encoding",
+            HMAC64 + " of each one-character deletion (matches identifiers one typo apart)",
+            lambda f, k, _: enc.deletion_tokens(f["shared_id"], k.field_key("shared_id_near"))),
     Feature("given_name_token", "given_name", "keyed token", HMAC64, _token("given_name", _column("given_name"))),
     Feature("given_first_token", "given_name", "keyed token", HMAC64 + " of the first word", _token("given_first", _first_word("given_name"))),
     Feature("given_canonical_token", "given_name", "keyed token", HMAC64 + " of the first word, nicknames mapped (PEGGY→MARGARET)",
@@ -103,7 +115,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("family_name_bf", "family_name", "encoding", _clk("family_name_bf"), _bloom("family_name_bf", "family_name")),
     # Forename and surname tokens in one shared token space, so a swapped pair can be recognised.
     Feature("given_as_name_token", "given_name", "keyed token", HMAC64 + " (shared name space, for swaps)",
-            _token("any_name", _first_word("given_name"))),
+            _token("any_name", _column("given_name"))),
     Feature("family_as_name_token", "family_name", "keyed token", HMAC64 + " (shared name space, for swaps)",
             _token("any_name", _column("family_name"))),
     Feature("dob_token", "date_of_birth", "keyed token", HMAC64, _token("date_of_birth", lambda f: _dob_text(f, "%Y-%m-%d"))),
@@ -116,6 +128,9 @@ FEATURES: tuple[Feature, ...] = (
     Feature("postcode_unit_token", "postcode", "keyed token", HMAC64, _token("postcode_unit", _column("postcode"))),
     Feature("postcode_sector_token", "postcode", "keyed token", HMAC64, _token("postcode_sector", _postcode_part(r"^(\S+ [0-9])"))),
     Feature("postcode_district_token", "postcode", "keyed token", HMAC64, _token("postcode_district", _postcode_part(r"^(\S+) "))),
+    Feature("premises_token", "address", "keyed token",
+            HMAC64 + " of house number, first four letters of the street and postcode outward code (blocking only)",
+            _token("premises", _premises)),
     Feature("address_bf", "address", "encoding", _clk("address_bf"), _bloom("address_bf", "address")),
     Feature("age_band", "date_of_birth", "generalised", "5-year band at the reference date (90+ top-coded)", _age_band),
     Feature("postcode_district", "postcode", "generalised", "outward code (e.g. LS6)", lambda f, _k, _d: _postcode_part(r"^(\S+) ")(f)),

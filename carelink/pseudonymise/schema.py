@@ -7,7 +7,7 @@ import pandera.polars as pa
 from carelink.ingest.schema import ConsentColumns
 from carelink.ingest.standardise import NHS_STATUSES
 
-SCHEMA_VERSION = "nodes/1"
+SCHEMA_VERSION = "nodes/2"
 
 
 class NodeRecord(ConsentColumns):
@@ -19,6 +19,7 @@ class NodeRecord(ConsentColumns):
     nhs_number_token: int = pa.Field(nullable=True)
     nhs_number_status: str = pa.Field(isin=NHS_STATUSES)
     shared_id_token: int = pa.Field(nullable=True)
+    shared_id_near_tokens: list[int] = pa.Field(nullable=True)
     given_name_token: int = pa.Field(nullable=True)
     given_first_token: int = pa.Field(nullable=True)
     given_canonical_token: int = pa.Field(nullable=True)
@@ -40,6 +41,7 @@ class NodeRecord(ConsentColumns):
     postcode_unit_token: int = pa.Field(nullable=True)
     postcode_sector_token: int = pa.Field(nullable=True)
     postcode_district_token: int = pa.Field(nullable=True)
+    premises_token: int = pa.Field(nullable=True)
     address_bf: list[int] = pa.Field(nullable=True)
     age_band: str = pa.Field(nullable=True, str_matches=r"^([0-9]{1,2}-[0-9]{1,2}|90\+)$")
     record_id_sealed: str | None = pa.Field(nullable=True)
