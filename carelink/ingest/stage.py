@@ -108,23 +108,18 @@ def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: 
     spec = source.table
     raw = chunk.rows
     formats = _formats(spec)
-    dob = st.parse_date(_column(spec, "date_of_birth"), formats, reference_date)
-    dob_status = st.birth_date_status(_column(spec, "date_of_birth"), dob, reference_date)
     frame = raw.select(
         pl.lit(source.name).alias("source"),
         _column(spec, "record_id").str.strip_chars().alias("record_id"),
         pl.col(ROW),
-        st.standardise_nhs_number(_column(spec, "nhs_number")).alias("nhs_number"),
-        st.nhs_number_status(_column(spec, "nhs_number")).alias("nhs_number_status"),
+        st.nhs_number_and_status(_column(spec, "nhs_number")).struct.unnest(),
         st.standardise_identifier(_column(spec, "shared_id")).alias("shared_id"),
         st.standardise_name(_column(spec, "given_name")).alias("given_name"),
         st.standardise_name(_column(spec, "family_name")).alias("family_name"),
-        pl.when(dob_status == st.DATE_VALID).then(dob).otherwise(None).alias("date_of_birth"),
-        dob_status.alias("date_of_birth_status"),
+        st.birth_date_and_status(_column(spec, "date_of_birth"), formats, reference_date).struct.unnest(),
         st.standardise_sex(_column(spec, "sex")).alias("sex"),
         st.standardise_address(_column(spec, "address")).alias("address"),
-        st.standardise_postcode(_column(spec, "postcode")).alias("postcode"),
-        st.postcode_status(_column(spec, "postcode")).alias("postcode_status"),
+        st.postcode_and_status(_column(spec, "postcode")).struct.unnest(),
         *_consent_columns(spec, raw, formats, reference_date),
         _raw_record(raw).alias(RAW),
     )
@@ -148,17 +143,11 @@ def _consent_columns(spec: TableSpec, raw: pl.DataFrame, formats: tuple[str, ...
         columns.append(_coded(spec, raw, name, codes, pl.Boolean))
     shared_care = _SHARED_CARE | spec.consent_values.get("shared_care_consent", {})
     columns.insert(2, _coded(spec, raw, "shared_care_consent", shared_care, pl.String))
-    dates = {name: _not_after(st.parse_date(_column(spec, name), formats, reference_date), reference_date).alias(name)
-             for name in _DATE_FIELDS}
+    dates = {name: st.statement_date(_column(spec, name), formats, reference_date).alias(name) for name in _DATE_FIELDS}
     order = ["ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
              "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category"]
     by_name = {c.meta.output_name(): c for c in columns} | dates
     return [by_name[name] for name in order]
-
-
-def _not_after(date: pl.Expr, reference_date: dt.date) -> pl.Expr:
-    """A date after the reference date is a typing error (a consent statement cannot come from the future): null."""
-    return pl.when(date > reference_date).then(None).otherwise(date)
 
 
 def _coded(spec: TableSpec, raw: pl.DataFrame, name: str, codes: dict[str, object], dtype: pl.DataType) -> pl.Expr:
@@ -166,14 +155,16 @@ def _coded(spec: TableSpec, raw: pl.DataFrame, name: str, codes: dict[str, objec
     if name not in spec.columns:
         return pl.lit(None, dtype=dtype).alias(name)
     column = spec.columns[name]
-    key = st.ascii_upper(raw[column].str.strip_chars()).str.replace_all(r"\s+", " ")
-    unknown = raw.filter(key.is_not_null() & (key != "") & ~key.is_in(list(codes)))
-    if unknown.height:
-        row = unknown[ROW][0]
-        raise InputFileError(spec.path, f"unknown value {shorten(unknown[column][0])!r} (expected one of: "
-                             f"{', '.join(sorted(codes))})", row=row, field=column)
-    expr = st.ascii_upper(pl.col(column).str.strip_chars()).str.replace_all(r"\s+", " ")
-    return expr.replace_strict(codes, default=None, return_dtype=dtype).alias(name)
+    # A column holds a handful of distinct codes: each is looked up once and the column mapped from them.
+    values = raw[column].unique().drop_nulls()
+    key = values.to_frame().select(st.ascii_upper(pl.col(column).str.strip_chars()).str.replace_all(r"\s+", " "))[column]
+    unknown = values.filter(key.is_not_null() & (key != "") & ~key.is_in(list(codes)))
+    if unknown.len():
+        first = raw.filter(pl.col(column).is_in(unknown.to_list()))
+        raise InputFileError(spec.path, f"unknown value {shorten(first[column][0])!r} (expected one of: "
+                             f"{', '.join(sorted(codes))})", row=first[ROW][0], field=column)
+    canonical = key.replace_strict(codes, default=None, return_dtype=dtype)
+    return pl.col(column).replace_strict(values, canonical, default=None, return_dtype=dtype).alias(name)
 
 
 def _validate(frame: pl.DataFrame, model: type, path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
