@@ -49,10 +49,15 @@ def is_test_range(value: str) -> bool:
     return len(digits) == 10 and digits.startswith("999") and digits.isdigit()
 
 
-@lru_cache(maxsize=1)
-def valid_test_numbers() -> np.ndarray:
-    """Return every valid NHS number in the test range, ascending, excluding placeholder values (read-only)."""
-    first9 = 999_000_000 + np.arange(1_000_000, dtype=np.int64)
+@lru_cache(maxsize=2)
+def valid_test_numbers(wide: bool = False) -> np.ndarray:
+    """Return every valid NHS number in the test range, ascending, excluding placeholder values (read-only).
+
+    ``wide`` extends the range down to 990 000 0000 (about 9.1 million numbers) for populations larger than the
+    999 test range holds (~909,000): synthetic numbers for scale benchmarks, outside the official test range.
+    """
+    start, count = (990_000_000, 10_000_000) if wide else (999_000_000, 1_000_000)
+    first9 = start + np.arange(count, dtype=np.int64)
     total = np.zeros(first9.shape, dtype=np.int64)
     rest = first9.copy()
     for weight in WEIGHTS[::-1]:  # least significant digit carries weight 2
@@ -68,6 +73,11 @@ def valid_test_numbers() -> np.ndarray:
     return numbers
 
 
+def pool_for(people: int) -> np.ndarray:
+    """The number pool a population of ``people`` draws from: the 999 test range while it suffices."""
+    return valid_test_numbers(wide=people > len(valid_test_numbers()))
+
+
 def allocate(rng: np.random.Generator, n: int, twin_pairs: np.ndarray) -> np.ndarray:
     """Issue n distinct valid test-range numbers; each twin pair gets consecutive valid numbers.
 
@@ -80,9 +90,9 @@ def allocate(rng: np.random.Generator, n: int, twin_pairs: np.ndarray) -> np.nda
     Returns:
         int64 array of length n.
     """
-    pool = valid_test_numbers()
+    pool = pool_for(n)
     if n > len(pool):
-        raise ValueError(f"the 999 test range holds only {len(pool)} valid NHS numbers; asked for {n}")
+        raise ValueError(f"the synthetic NHS ranges hold only {len(pool)} valid numbers; asked for {n}")
     numbers = np.zeros(n, dtype=np.int64)
     used = np.zeros(len(pool), dtype=bool)
     if len(twin_pairs):
@@ -133,14 +143,14 @@ def allocate_more(rng: np.random.Generator, used: np.ndarray, n: int, twin_pairs
 
     Args:
         rng: random generator.
-        used: boolean mask over ``valid_test_numbers()`` of numbers already issued; updated in place.
+        used: boolean mask over the population's pool (``pool_for``) of numbers already issued; updated in place.
         n: how many people need a number.
         twin_pairs: (k, 2) indices into the n new people; each pair gets consecutive valid numbers.
 
     Returns:
         int64 array of length n.
     """
-    pool = valid_test_numbers()
+    pool = valid_test_numbers(wide=len(used) > len(valid_test_numbers()))
     if n > int((~used).sum()):
         raise ValueError(f"the 999 test range has only {int((~used).sum())} unissued valid NHS numbers; asked for {n}")
     numbers = np.zeros(n, dtype=np.int64)

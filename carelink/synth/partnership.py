@@ -22,7 +22,7 @@ from carelink.synth.extracts import (
     write_pipeline_yaml,
     write_truth,
 )
-from carelink.synth.nhs import valid_test_numbers
+from carelink.synth.nhs import pool_for, valid_test_numbers
 from carelink.synth.people import People, build_people
 from carelink.synth.sources import SOURCES, select_members
 
@@ -62,7 +62,7 @@ class World:
     gone: np.ndarray  # per person: 0 still here, 1 died, 2 left the area
     moved_here: np.ndarray  # per person: moved house during the nights
     married_here: np.ndarray  # per person: changed surname during the nights
-    nhs_used: np.ndarray  # mask over valid_test_numbers() of numbers ever issued
+    nhs_used: np.ndarray  # mask over the population's number pool (nhs.pool_for) of numbers ever issued
     used_ids: list[set[str]]  # per source: every record id ever issued
 
 
@@ -70,9 +70,9 @@ def check_size(people: int) -> None:
     """Raise ValueError unless ``people`` is a size the generator supports."""
     if people < 1:
         raise ValueError("people must be at least 1")
-    capacity = len(valid_test_numbers())
+    capacity = len(valid_test_numbers(wide=True))
     if people > capacity:
-        raise ValueError(f"people must be at most {capacity}, the number of valid NHS numbers in the 999 test range")
+        raise ValueError(f"people must be at most {capacity}, the number of valid synthetic NHS numbers")
 
 
 def mark_consent_conflicts(world: World) -> None:
@@ -104,7 +104,7 @@ def build_baseline(people: int, seed: int) -> World:
     for i, spec in enumerate(SOURCES):
         records = build_records(streams[3 + 3 * i], spec, population, members[spec.name])
         extracts.append(assemble(streams[4 + 3 * i], records, population, person_consent))
-    pool = valid_test_numbers()
+    pool = pool_for(people)
     used = np.zeros(len(pool), dtype=bool)
     used[np.searchsorted(pool, population.nhs)] = True
     world = World(
@@ -156,7 +156,8 @@ def generate_partnership(out_dir: Path, people: int, seed: int) -> SynthSummary:
 
     Args:
         out_dir: directory to write into (created if missing; existing files are overwritten).
-        people: number of true people, 1 to about 909,000 (the size of the 999 NHS test range).
+        people: number of true people, 1 to about 9.1 million (above ~909,000 the NHS numbers extend below the
+            999 test range, see ``nhs.valid_test_numbers``).
         seed: random seed; the same seed and size give byte-identical files.
 
     Returns:
