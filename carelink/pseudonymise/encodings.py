@@ -7,17 +7,20 @@
 - ``bloom``: a cryptographic long-term key style encoding (Schnell et al.) of a value's character bigrams: each
   bigram sets ``k`` bits chosen by HMAC under the field's key, so the Dice coefficient of two filters approximates
   the bigram similarity of the two values without revealing them. Stored as signed 64-bit words so
-  DuckDB and Spark can score Dice in SQL.
+  DuckDB and Spark can score Dice in SQL. Optional hardenings (salting, balancing, XOR-folding) are in
+  ``carelink.pseudonymise.hardening``.
 
-Values are encoded once per distinct value and joined back, which is what makes a million records a second
-feasible in Python: names and dates repeat heavily.
+Values are encoded once per distinct value (``factorize``) and gathered back by index, and HMACs reuse the hashed
+key blocks (``KeyedHash``): names, dates and postcodes repeat heavily, and an HMAC of a short value then costs one
+pair of SHA-256 compressions.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -25,6 +28,10 @@ from importlib import resources
 import jellyfish
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from carelink.pseudonymise import hardening as hard
 
 BLOOM_BITS = 512
 BLOOM_WORDS = BLOOM_BITS // 64
@@ -34,23 +41,78 @@ BLOOM_HASHES = 15
 @dataclass(frozen=True)
 class BloomLayout:
     """Size and hash count of one field's filter, chosen so a typical value sets roughly a quarter of the bits
-    (a saturated filter makes every pair look similar)."""
+    (a saturated filter makes every pair look similar), and the hardening applied to it.
+
+    ``bits`` is the size of the filter the bigrams are hashed into; ``out_bits`` and ``words`` are the size of what
+    is stored (balancing doubles it, XOR-folding halves it), which is what Dice in SQL reads.
+    """
 
     bits: int
     hashes: int
+    hardening: str = "none"
+
+    @property
+    def out_bits(self) -> int:
+        return hard.output_bits(self.bits, self.hardening)
 
     @property
     def words(self) -> int:
-        return self.bits // 64
+        return self.out_bits // 64
 
 
-#: Filter layout per encoded field: names are short (~8 bigrams), address lines long (~30-40 bigrams).
-BLOOM_LAYOUTS = {
-    "given_name_bf": BloomLayout(BLOOM_BITS, BLOOM_HASHES),
-    "family_name_bf": BloomLayout(BLOOM_BITS, BLOOM_HASHES),
-    "address_bf": BloomLayout(1024, 8),
+_BASE_LAYOUTS = {
+    "given_name_bf": (BLOOM_BITS, BLOOM_HASHES),
+    "family_name_bf": (BLOOM_BITS, BLOOM_HASHES),
+    "address_bf": (1024, 8),
 }
+
+
+def bloom_layouts(hardening: str = "none") -> dict[str, BloomLayout]:
+    """Filter layout per encoded field under one hardening (see ``hardening.HARDENINGS``)."""
+    hard.check(hardening)
+    return {column: BloomLayout(bits, hashes, hardening) for column, (bits, hashes) in _BASE_LAYOUTS.items()}
+
+
+#: Filter layout per encoded field, unhardened: names are short (~8 bigrams), address lines long (~30-40 bigrams).
+BLOOM_LAYOUTS = bloom_layouts("none")
 _MASK64 = (1 << 64) - 1
+
+
+# ------------------------------------------------------------------------------------------------------- HMAC
+
+
+class KeyedHash:
+    """HMAC-SHA256 (RFC 2104) under one key, for many short values.
+
+    The key's inner and outer padded blocks are hashed once and the states copied per value, which halves the cost
+    of ``hmac.digest`` (that re-hashes them on every call).
+    """
+
+    def __init__(self, key: bytes):
+        if len(key) > 64:
+            key = hashlib.sha256(key).digest()
+        block = key.ljust(64, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+
+    def digest(self, value: bytes) -> bytes:
+        inner, outer = self._inner.copy(), self._outer.copy()
+        inner.update(value)
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def prefixes(self, values: Iterable[bytes], size: int) -> bytes:
+        """The first ``size`` bytes of each value's HMAC, concatenated."""
+        new_inner, new_outer = self._inner.copy, self._outer.copy
+        out = []
+        append = out.append
+        for value in values:
+            inner = new_inner()
+            inner.update(value)
+            outer = new_outer()
+            outer.update(inner.digest())
+            append(outer.digest()[:size])
+        return b"".join(out)
 
 
 def token_of(field_key: bytes, value: str) -> int:
@@ -64,31 +126,102 @@ def record_token_of(field_key: bytes, value: str) -> str:
     return hmac.digest(field_key, value.encode("utf-8"), "sha256")[:16].hex()
 
 
-def _map_distinct(series: pl.Series, function: Callable[[list[str]], pl.Series]) -> pl.Series:
-    """Encode each distinct non-null value of ``series`` once (``function`` maps a list of values to a Series of
-    their encodings) and map the results back onto every row."""
-    distinct = series.drop_nulls().unique().sort()
-    encoded = function(distinct.to_list())
-    if distinct.len() == 0:
-        return pl.Series(series.name, [None] * series.len(), dtype=encoded.dtype)
-    mapping = pl.DataFrame({"_value": distinct, "_encoded": encoded})
-    frame = pl.DataFrame({"_value": series}).with_row_index("_i")
-    joined = frame.join(mapping, on="_value", how="left").sort("_i")
-    return joined["_encoded"].alias(series.name)
+def token_array(field_key: bytes, values: list[bytes]) -> np.ndarray:
+    """Keyed 64-bit tokens of UTF-8 values as an int64 array (``token_of`` of each)."""
+    buffer = KeyedHash(field_key).prefixes(values, 8)
+    return np.frombuffer(buffer, dtype=">i8").astype(np.int64)
 
 
-def _each(function: Callable[[str], object], dtype: pl.DataType) -> Callable[[list[str]], pl.Series]:
-    return lambda values: pl.Series([function(v) for v in values], dtype=dtype)
+def _utf8(series: pl.Series) -> list[bytes]:
+    return series.cast(pl.Binary).to_list()
+
+
+def tokens_of_values(series: pl.Series, field_key: bytes) -> pl.Series:
+    """Keyed 64-bit tokens of each value of a string column, one HMAC per row (nulls stay null)."""
+    series = series.cast(pl.String)
+    present = series.is_not_null()
+    if series.null_count() == 0:
+        return pl.Series(series.name, token_array(field_key, _utf8(series)), dtype=pl.Int64)
+    out = np.zeros(series.len(), dtype=np.int64)
+    out[present.to_numpy()] = token_array(field_key, _utf8(series.filter(present)))
+    return pl.select(pl.when(present).then(pl.Series(series.name, out))).to_series().alias(series.name)
+
+
+# ------------------------------------------------------------------------------------- distinct values
+
+
+@dataclass(frozen=True)
+class Distinct:
+    """A column factorised: its distinct non-null ``values`` and, per row, the index of its value (null for null)."""
+
+    values: pl.Series
+    codes: pl.Series
+
+    def back(self, encoded: pl.Series) -> pl.Series:
+        """Per-row values of ``encoded`` (one entry per distinct value)."""
+        return encoded.gather(self.codes)
+
+
+def factorize(series: pl.Series) -> Distinct:
+    """Distinct values of a column and each row's index among them.
+
+    Strings and nested values are grouped by a 64-bit hash (fast) and every row is then compared with its group's
+    representative, so a hash collision can never merge two values: if one ever did, the exact (hash-table join)
+    path is used instead. Other types are dictionary-encoded directly.
+    """
+    present = series.drop_nulls()
+    values, codes = _factorize_present(present)
+    if present.len() != series.len():
+        mask = series.is_not_null()
+        position = (mask.cast(pl.Int64).cum_sum() - 1).clip(lower_bound=0)
+        codes = pl.select(pl.when(mask).then(codes.gather(position))).to_series() if present.len() else \
+            pl.Series(codes.name, [None] * series.len(), dtype=codes.dtype)
+    return Distinct(values.alias(series.name), codes.alias("_code"))
+
+
+def _factorize_present(series: pl.Series) -> tuple[pl.Series, pl.Series]:
+    if series.len() == 0:
+        return series, pl.Series("_code", [], dtype=pl.Int32)
+    if series.dtype != pl.String and not series.dtype.is_nested():
+        encoded = pc.dictionary_encode(series.to_arrow())
+        return pl.Series(series.name, encoded.dictionary), pl.from_arrow(encoded.indices).alias("_code")
+    encoded = pc.dictionary_encode(series.hash(0x5EED).to_arrow())
+    codes = pl.from_arrow(encoded.indices).alias("_code")
+    first = np.empty(len(encoded.dictionary), dtype=np.int64)
+    first[codes.to_numpy()] = np.arange(series.len())
+    values = series.gather(first)
+    if bool(values.gather(codes).eq_missing(series).all()):
+        return values, codes
+    distinct = series.unique(maintain_order=True)  # a hash collision: group by the values themselves
+    index = pl.DataFrame({"_v": distinct, "_code": pl.int_range(distinct.len(), dtype=pl.Int32, eager=True)})
+    codes = pl.DataFrame({"_v": series}).join(index, on="_v", how="left", maintain_order="left")["_code"]
+    return distinct, codes
+
+
+def map_distinct(series: pl.Series, function: Callable[[pl.Series], pl.Series]) -> pl.Series:
+    """Encode each distinct non-null value of ``series`` once (``function`` maps a Series of distinct values to a
+    Series of their encodings) and map the results back onto every row."""
+    distinct = factorize(series)
+    return distinct.back(function(distinct.values)).alias(series.name)
 
 
 def tokens(series: pl.Series, field_key: bytes) -> pl.Series:
     """Keyed 64-bit tokens of a string column (nulls stay null)."""
-    return _map_distinct(series.cast(pl.String), _each(lambda v: token_of(field_key, v), pl.Int64))
+    return map_distinct(series.cast(pl.String), lambda values: tokens_of_values(values, field_key))
 
 
 def record_tokens(series: pl.Series, field_key: bytes) -> pl.Series:
-    """Keyed 128-bit hex tokens of a string column."""
-    return _map_distinct(series.cast(pl.String), _each(lambda v: record_token_of(field_key, v), pl.String))
+    """Keyed 128-bit hex tokens of a string column (one HMAC per row: record identifiers do not repeat)."""
+    series = series.cast(pl.String)
+    present = series.drop_nulls()
+    buffer = KeyedHash(field_key).prefixes(_utf8(present), 16)
+    digests = pa.FixedSizeBinaryArray.from_buffers(pa.binary(16), present.len(), [None, pa.py_buffer(buffer)])
+    hexes = pl.Series(series.name, digests, dtype=pl.Binary).bin.encode("hex")
+    if present.len() == series.len():
+        return hexes.alias(series.name)
+    mask = series.is_not_null()
+    position = (mask.cast(pl.Int64).cum_sum() - 1).clip(lower_bound=0)
+    return pl.select(pl.when(mask).then(hexes.gather(position))).to_series().alias(series.name)
 
 
 def deletion_variants(value: str) -> list[str]:
@@ -104,8 +237,17 @@ def deletion_variants(value: str) -> list[str]:
 
 def deletion_tokens(series: pl.Series, field_key: bytes) -> pl.Series:
     """Keyed 64-bit tokens of every one-character deletion of each value (a list per row; nulls stay null)."""
-    return _map_distinct(series.cast(pl.String),
-                         _each(lambda v: [token_of(field_key, d) for d in deletion_variants(v)], pl.List(pl.Int64)))
+    def lists(values: pl.Series) -> pl.Series:
+        variants = [deletion_variants(v) for v in values.to_list()]
+        flat = token_array(field_key, [d.encode("utf-8") for group in variants for d in group])
+        offsets = np.zeros(len(variants) + 1, dtype=np.int64)
+        np.cumsum([len(group) for group in variants], out=offsets[1:])
+        array = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int64()))
+        return pl.Series(values.name, pl.from_arrow(array), dtype=pl.List(pl.Int64))
+    return map_distinct(series.cast(pl.String), lists)
+
+
+# ------------------------------------------------------------------------------------------ Bloom filters
 
 
 def bigrams(value: str) -> set[str]:
@@ -114,53 +256,219 @@ def bigrams(value: str) -> set[str]:
     return {padded[i : i + 2] for i in range(len(padded) - 1)}
 
 
-class BloomEncoder:
-    """Encodes values as keyed bigram Bloom filters; bigram bit patterns are cached per encoder."""
+#: Values per block when filters are built (a block's filters stay in the CPU cache while its bigrams are OR-ed in).
+_BLOCK = 2048
 
-    def __init__(self, field_key: bytes, bits: int = BLOOM_BITS, hashes: int = BLOOM_HASHES):
+
+class BloomEncoder:
+    """Encodes values as keyed bigram Bloom filters, optionally hardened (``hardening.HARDENINGS``).
+
+    A filter is the bitwise OR of its bigrams' bit patterns (``hashes`` bits each, by double hashing over
+    HMAC-SHA256 of the bigram). Filters are built in numpy: each distinct bigram's pattern is computed once per
+    encoder (per salt, when salted), then OR-ed into each value's filter position by position.
+    """
+
+    def __init__(self, field_key: bytes, bits: int = BLOOM_BITS, hashes: int = BLOOM_HASHES,
+                 hardening: str = "none"):
+        hard.check(hardening)
+        if bits % 64 or bits <= 0 or (hardening == "xor_fold" and bits % 128):
+            raise ValueError(f"Bloom filter size must be a positive multiple of 64 bits (128 to fold), not {bits}")
         self._key = field_key
         self._bits = bits
         self._hashes = hashes
-        self._patterns: dict[str, int] = {}
+        self.hardening = hardening
+        self._patterns: dict[tuple[str, str], np.ndarray] = {}  # (salt, bigram) → words
+        self._permutation = hard.permutation(field_key, 2 * bits) if hardening == "balanced" else None
 
-    def _pattern(self, gram: str) -> int:
-        pattern = self._patterns.get(gram)
-        if pattern is None:
-            digest = hmac.digest(self._key, gram.encode("utf-8"), "sha256")
-            h1 = int.from_bytes(digest[:8], "big")
-            h2 = int.from_bytes(digest[8:16], "big") | 1
-            pattern = 0
-            for i in range(self._hashes):
-                pattern |= 1 << ((h1 + i * h2) % self._bits)
-            self._patterns[gram] = pattern
-        return pattern
+    @property
+    def out_bits(self) -> int:
+        return hard.output_bits(self._bits, self.hardening)
 
-    def encode(self, value: str) -> list[int]:
-        """The filter of one value as signed 64-bit words."""
-        return self._words([value]).row(0)
+    def encode(self, value: str, salt: str | None = None) -> tuple[int, ...]:
+        """The filter of one value as signed 64-bit words (``salt``: the record's salt, when salted)."""
+        return tuple(int(w) for w in self.encode_values([value], None if salt is None else [salt])[0])
 
-    def _words(self, values: list[str]) -> pl.DataFrame:
-        """Filters of many values as a (values × words) table of signed 64-bit integers.
+    def encode_values(self, values: list[str], salts: list[str] | None = None) -> np.ndarray:
+        """Filters of many values as a (values × words) int64 array; ``salts`` (one per value) when salted."""
+        if (salts is None) == (self.hardening == "salted"):
+            raise ValueError("salts are needed exactly when the hardening is 'salted'")
+        base = self._filters(values, salts)
+        return hard.transform(base, self.hardening, self._permutation).view(np.int64)
 
-        Vectorised: each distinct bigram's bit pattern is computed once (HMAC), then every value's filter is the
-        bitwise OR of its bigrams' patterns, aggregated word by word in polars.
+    def encode_series(self, series: pl.Series, salts: pl.Series | None = None) -> pl.Series:
+        """Filters of a string column as lists of signed 64-bit words (null stays null). When salted, ``salts``
+        holds each row's salt (a null salt is the salt "")."""
+        series = series.cast(pl.String)
+        if salts is None:
+            distinct = factorize(series)
+            return list_column(series.name, self.encode_values(distinct.values.to_list()), distinct.codes)
+        salts = salts.cast(pl.String).fill_null("")
+        by_value, by_salt = factorize(series), factorize(salts)
+        pair = by_value.codes.cast(pl.Int64) * max(by_salt.values.len(), 1) + by_salt.codes.cast(pl.Int64)
+        distinct = factorize(pair)
+        first = first_rows(distinct)
+        matrix = self.encode_values(series.gather(first).to_list(), salts.gather(first).to_list())
+        return list_column(series.name, matrix, distinct.codes)
+
+    # ----------------------------------------------------------------------------------------- internals
+
+    def _filters(self, values: list[str], salts: list[str] | None) -> np.ndarray:
+        """Unhardened filters (values × words, uint64).
+
+        Values are taken in blocks of similar length as UTF-32 code arrays; each (salt, bigram) becomes a row of a
+        pattern table (row 0 all zeros, for positions past a value's end) and a value's filter is the OR of the
+        rows of its bigrams, one bigram position at a time.
         """
-        names = [f"w{i}" for i in range(self._bits // 64)]
+        words = self._bits // 64
+        out = np.zeros((len(values), words), dtype=np.uint64)
         if not values:
-            return pl.DataFrame(schema={name: pl.Int64 for name in names})
-        grams = pl.DataFrame({"_v": range(len(values)), "_gram": [list(bigrams(v)) for v in values]}).explode("_gram")
-        distinct = grams["_gram"].unique().to_list()
-        size = self._bits // 8
-        buffer = b"".join(self._pattern(gram).to_bytes(size, "little") for gram in distinct)
-        patterns = pl.DataFrame(np.frombuffer(buffer, dtype="<i8").reshape(len(distinct), len(names)), schema=names,
-                                orient="row").with_columns(pl.Series("_gram", distinct))
-        filters = grams.join(patterns, on="_gram").group_by("_v").agg(pl.col(n).bitwise_or() for n in names)
-        return filters.sort("_v").select(names)
+            return out
+        padded = [f" {v} " for v in values]
+        lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
+        order = np.argsort(lengths, kind="stable")
+        salt_ids, salt_names = (np.zeros(len(values), dtype=np.int64), [""]) if salts is None else _ids(salts)
+        blocks = []
+        seen = np.zeros(_CODEPOINTS, dtype=bool)
+        for start, end in _blocks(lengths[order]):
+            rows = order[start:end]
+            width = int(lengths[rows[-1]])
+            chars = np.array([padded[i] for i in rows], dtype=f"<U{width}").view(np.uint32).reshape(len(rows), width)
+            seen[chars.ravel()] = True
+            blocks.append((rows, chars))
+        alphabet = np.flatnonzero(seen)
+        char_id = np.zeros(_CODEPOINTS, dtype=np.int64)
+        char_id[alphabet] = np.arange(len(alphabet))
+        size = len(alphabet)
+        if len(salt_names) * size * size >= 2**62:
+            raise ValueError(f"{len(salt_names)} salts × {size} distinct characters: too many to index bigrams")
 
-    def encode_series(self, series: pl.Series) -> pl.Series:
-        """Filters of a string column as lists of signed 64-bit words (null stays null)."""
-        return _map_distinct(series.cast(pl.String),
-                             lambda values: self._words(values).select(pl.concat_list(pl.all()).alias("w")).to_series())
+        pairs = size * size
+        space = len(salt_names) * pairs
+        keyed = []
+        for rows, chars in blocks:
+            ids = char_id[chars]
+            key = (salt_ids[rows] * pairs)[:, None] + ids[:, :-1] * size + ids[:, 1:]
+            valid = np.arange(chars.shape[1] - 1)[None, :] < (lengths[rows] - 1)[:, None]
+            keyed.append((rows, key, valid))
+        if space <= _ALL_GRAMS:  # few enough to give every (salt, bigram) a row, used or not
+            distinct = np.arange(space)
+            row_of = lambda key: key + 1  # noqa: E731
+        elif space <= _DENSE_KEYS:
+            used = np.zeros(space, dtype=bool)
+            for _rows, key, valid in keyed:
+                used[key[valid]] = True
+            distinct = np.flatnonzero(used)
+            lookup = np.zeros(space, dtype=np.int64)
+            lookup[distinct] = np.arange(1, len(distinct) + 1)
+            row_of = lambda key: lookup[key]  # noqa: E731
+        else:
+            distinct = np.unique(np.concatenate([key[valid] for _rows, key, valid in keyed]))
+            row_of = lambda key: np.searchsorted(distinct, key) + 1  # noqa: E731
+        grams = [(salt_names[k // pairs], chr(alphabet[(k // size) % size]) + chr(alphabet[k % size]))
+                 for k in distinct.tolist()]
+        table = np.zeros((len(grams) + 1, words), dtype=np.uint64)
+        table[1:] = self._pattern_rows(grams)
+        scratch = np.empty((min(_BLOCK, len(values)), words), dtype=np.uint64)
+        for rows, key, valid in keyed:
+            index = np.ascontiguousarray(np.where(valid, row_of(key), 0).T)
+            acc = np.zeros((len(rows), words), dtype=np.uint64)
+            tmp = scratch[: len(rows)]
+            for position in index:
+                np.take(table, position, axis=0, out=tmp)
+                acc |= tmp
+            out[rows] = acc
+        return out
+
+    def _pattern_rows(self, grams: list[tuple[str, str]]) -> np.ndarray:
+        """Bit patterns of (salt, bigram) pairs as (pairs × words) uint64, cached per encoder."""
+        missing = [g for g in dict.fromkeys(grams) if g not in self._patterns]
+        if missing:
+            for g, row in zip(missing, self._compute_patterns(missing), strict=True):
+                self._patterns[g] = row
+        if not grams:
+            return np.zeros((0, self._bits // 64), dtype=np.uint64)
+        return np.stack([self._patterns[g] for g in grams])
+
+    def _compute_patterns(self, grams: list[tuple[str, str]]) -> np.ndarray:
+        """Bit ``(h1 + i·h2) mod bits`` for i < hashes, h1 and h2 the first two big-endian 64-bit words of the
+        bigram's HMAC (h2 made odd), under the field key (or the salt's key, when salted)."""
+        words = self._bits // 64
+        by_salt: dict[str, list[int]] = {}
+        for i, (salt, _gram) in enumerate(grams):
+            by_salt.setdefault(salt, []).append(i)
+        digests = np.empty((len(grams), 16), dtype=np.uint8)
+        for salt, members in by_salt.items():
+            key = hard.salt_key(self._key, salt) if self.hardening == "salted" else self._key
+            buffer = KeyedHash(key).prefixes((grams[i][1].encode("utf-8") for i in members), 16)
+            digests[members] = np.frombuffer(buffer, dtype=np.uint8).reshape(len(members), 16)
+        h1 = digests[:, :8].copy().view(">u8").astype(np.uint64).ravel()
+        h2 = digests[:, 8:].copy().view(">u8").astype(np.uint64).ravel() | np.uint64(1)
+        if self._bits & (self._bits - 1) == 0:
+            # (h1 + i·h2) mod 2^m: uint64 arithmetic wraps mod 2^64, which 2^m divides, so this is exact.
+            steps = np.arange(self._hashes, dtype=np.uint64)
+            positions = ((h1[:, None] + steps[None, :] * h2[:, None]) % np.uint64(self._bits)).astype(np.int64)
+        else:
+            positions = np.array([[(int(a) + i * int(b)) % self._bits for i in range(self._hashes)]
+                                  for a, b in zip(h1.tolist(), h2.tolist(), strict=True)], dtype=np.int64)
+        bitmap = np.zeros((len(grams), self._bits), dtype=bool)
+        bitmap[np.arange(len(grams))[:, None], positions] = True
+        packed = np.packbits(bitmap, axis=1, bitorder="little")
+        return packed.view("<u8").astype(np.uint64).reshape(len(grams), words)
+
+
+def _blocks(sorted_lengths: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive blocks of values (sorted by length) of at most ``_BLOCK`` values and ``_BLOCK_CHARS`` padded
+    characters, so one very long value does not make a whole block wide."""
+    blocks, start, count = [], 0, len(sorted_lengths)
+    while start < count:
+        low, high = start + 1, min(count, start + _BLOCK)
+        while low < high:  # the last end whose block fits (sizes grow with the end: the lengths are sorted)
+            middle = (low + high + 1) // 2
+            if (middle - start) * int(sorted_lengths[middle - 1]) <= _BLOCK_CHARS:
+                low = middle
+            else:
+                high = middle - 1
+        blocks.append((start, low))
+        start = low
+    return blocks
+
+
+#: Padded characters per block at most (its UTF-32 codes and bigram keys take 12 bytes each).
+_BLOCK_CHARS = 1 << 20
+_CODEPOINTS = 0x110000
+#: Largest (salt × bigram) key space given a pattern for every key (cheaper than finding the ones used) ...
+_ALL_GRAMS = 1 << 12
+#: ... and indexed by a dense lookup array rather than a sorted one.
+_DENSE_KEYS = 1 << 24
+
+
+def _ids(names: list[str]) -> tuple[np.ndarray, list[str]]:
+    distinct = list(dict.fromkeys(names))
+    index = {name: i for i, name in enumerate(distinct)}
+    return np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names)), distinct
+
+
+def first_rows(distinct: Distinct) -> np.ndarray:
+    """For each distinct value, the index of one row that holds it."""
+    codes = distinct.codes
+    present = codes.is_not_null()
+    first = np.empty(distinct.values.len(), dtype=np.int64)
+    first[codes.filter(present).to_numpy().astype(np.int64)] = np.flatnonzero(present.to_numpy())
+    return first
+
+
+def list_column(name: str, matrix: np.ndarray, codes: pl.Series) -> pl.Series:
+    """Rows of ``matrix`` (distinct values × words) gathered by ``codes`` as a List(Int64) column, null for null."""
+    words = matrix.shape[1]
+    present = codes.is_not_null().to_numpy()
+    index = codes.filter(codes.is_not_null()).to_numpy().astype(np.int64)
+    flat = matrix.view(np.int64)[index].reshape(-1)
+    lengths = np.where(present, words, 0)
+    offsets = np.zeros(len(present) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    array = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat),
+                                          mask=None if present.all() else pa.array(~present))
+    return pl.Series(name, pl.from_arrow(array), dtype=pl.List(pl.Int64))
 
 
 def dice(left: list[int], right: list[int]) -> float:
@@ -170,9 +478,21 @@ def dice(left: list[int], right: list[int]) -> float:
     return 2 * common / total if total else 0.0
 
 
+# --------------------------------------------------------------------------------------- other encodings
+
+
+def _each(function: Callable[[str], object], dtype: pl.DataType) -> Callable[[pl.Series], pl.Series]:
+    return lambda values: pl.Series(values.name, [function(v) for v in values.to_list()], dtype=dtype)
+
+
+def metaphone_first_word(values: pl.Series) -> pl.Series:
+    """Metaphone code of each value's first word (the value itself where the code is empty)."""
+    return _each(lambda v: jellyfish.metaphone(v.split(" ")[0]) or v, pl.String)(values)
+
+
 def phonetic(series: pl.Series) -> pl.Series:
     """Metaphone code of each value's first word (computed before tokenising; never leaves in plaintext)."""
-    return _map_distinct(series.cast(pl.String), _each(lambda v: jellyfish.metaphone(v.split(" ")[0]) or v, pl.String))
+    return map_distinct(series.cast(pl.String), metaphone_first_word)
 
 
 @cache
@@ -187,7 +507,12 @@ def nickname_table() -> dict[str, str]:
     return table
 
 
+def canonical_first_word(values: pl.Series) -> pl.Series:
+    """First word of each forename with nicknames mapped to their canonical form."""
+    table = nickname_table()
+    return _each(lambda v: table.get(v.split(" ")[0], v.split(" ")[0]), pl.String)(values)
+
+
 def canonical_forename(series: pl.Series) -> pl.Series:
     """First word of a forename with nicknames mapped to their canonical form (PEGGY → MARGARET)."""
-    table = nickname_table()
-    return _map_distinct(series.cast(pl.String), _each(lambda v: table.get(v.split(" ")[0], v.split(" ")[0]), pl.String))
+    return map_distinct(series.cast(pl.String), canonical_first_word)

@@ -3,6 +3,11 @@
 Every string and integer cell of every output column is compared with every identifier value of the input, in the
 spellings a leak would take (standardised, raw-looking, compact, several date formats); string cells are also
 searched for embedded NHS numbers, postcodes and dates of birth.
+
+How it stays fast without checking less: an integer cell can only equal a spelling that is the decimal form of an
+integer, so integer cells are compared as integers (first by their top 32 bits, which rules out almost every keyed
+token at once, then exactly); a text cell can only equal a spelling of the same length; free-text searches run once
+per distinct cell.
 """
 
 from __future__ import annotations
@@ -14,6 +19,16 @@ import polars as pl
 from carelink.pseudonymise.features import DIRECT_IDENTIFIERS
 
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%Y%m%d", "%d%m%Y", "%d/%m/%y")
+#: The decimal form of an Int64 (what casting an integer cell to text gives).
+_INTEGER_TEXT = r"^(0|-?[1-9][0-9]*)$"
+#: Integer cells are first compared by ``value // 2**32``: keyed tokens are spread over all 2⁶⁴ values, identifier
+#: numbers (NHS numbers, dates) sit in a few buckets near zero.
+_BUCKET = 2**32
+_EMBEDDED = r"\b([0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})\b"
+#: Cells sampled to decide whether a text column's values repeat.
+_SAMPLE = 10_000
+#: Identifier columns whose values rarely repeat (not worth de-duplicating before spelling them out).
+_MOSTLY_UNIQUE = ("record_id", "nhs_number")
 
 
 @dataclass
@@ -43,35 +58,114 @@ class LeakScanResult:
 
 def identifier_spellings(standardised: pl.DataFrame) -> pl.Series:
     """Every spelling of every direct identifier value in the standardised records (upper-cased)."""
-    parts: list[pl.Series] = []
+    frame = standardised.lazy()
+    parts: list[pl.LazyFrame] = []
     for name in DIRECT_IDENTIFIERS:
         if name not in standardised.columns:
             continue
-        column = standardised[name].drop_nulls()
+        column = pl.col(name).drop_nulls()
+        if name not in _MOSTLY_UNIQUE:
+            column = column.unique()
         if name == "date_of_birth":
-            parts += [column.dt.strftime(fmt) for fmt in _DATE_FORMATS]
+            dates = frame.select(column.alias("_d"))
+            parts += [dates.select(pl.col("_d").dt.strftime(fmt).alias("_s")) for fmt in _DATE_FORMATS]
             continue
-        text = column.cast(pl.String)
+        spelling = pl.col("_s")
+        text = frame.select(column.cast(pl.String).str.to_uppercase().alias("_s"))
         parts.append(text)
-        parts.append(text.str.replace_all(" ", ""))
+        spaced = text.filter(spelling.str.contains(" ", literal=True))  # without a space, these equal ``text``
+        parts.append(spaced.select(spelling.str.replace_all(" ", "", literal=True)))
         if name in ("given_name", "family_name"):
-            parts.append(text.str.split(" ").explode())
+            parts.append(spaced.select(spelling.str.split(" ")).explode("_s"))
         if name == "nhs_number":
-            parts.append(text.str.slice(0, 3) + " " + text.str.slice(3, 3) + " " + text.str.slice(6))
-    values = pl.concat([p.cast(pl.String) for p in parts]).str.to_uppercase().unique()
+            parts.append(text.select(spelling.str.slice(0, 3) + " " + spelling.str.slice(3, 3) + " " + spelling.str.slice(6)))
+    if not parts:
+        return pl.Series("_s", [], dtype=pl.String)
+    values = pl.concat(parts).unique()
     # A short number ("12") is as likely an activity code as record 12's id; numbers count from five digits.
-    numeric = values.str.contains(r"^[0-9]+$")
-    return values.filter((~numeric & (values.str.len_chars() >= 2)) | (numeric & (values.str.len_chars() >= 5)))
+    numeric, length = pl.col("_s").str.contains(r"^[0-9]+$"), pl.col("_s").str.len_chars()
+    return values.filter((~numeric & (length >= 2)) | (numeric & (length >= 5))).collect()["_s"]
 
 
-def _own_numeric_spellings(standardised: pl.DataFrame) -> pl.Series:
-    """Per record, the digit strings its own identifiers could leak as in a numeric column."""
+class _Needles:
+    """The identifier spellings, indexed for the comparisons the scan makes."""
+
+    def __init__(self, spellings: pl.Series):
+        self.text = spellings
+        self._lengths = spellings.str.len_bytes()
+        self._of_lengths: dict[tuple[tuple[int, ...], bool], pl.Series] = {}
+        number = spellings.cast(pl.Int64, strict=False)
+        parsed = number.is_not_null()  # "+5", "05" parse too: keep those whose decimal form they are
+        integers = number.filter(parsed).filter(spellings.filter(parsed).str.contains(_INTEGER_TEXT))
+        self.integers = integers.implode()
+        self.buckets = (integers // _BUCKET).unique().implode()
+
+    def of_lengths(self, lengths: pl.Series, hex_only: bool = False) -> pl.Series:
+        """The spellings with one of these lengths in bytes (only those of hex digits, when ``hex_only``)."""
+        key = (tuple(sorted(lengths.unique().to_list())), hex_only)
+        if key not in self._of_lengths:
+            if len(key[0]) <= 8:  # a few comparisons are cheaper than a hash lookup per spelling
+                mask = pl.repeat(False, self.text.len(), eager=True)
+                for length in key[0]:
+                    mask = mask | (self._lengths == length)
+            else:
+                mask = self._lengths.is_in(pl.Series(key[0], dtype=pl.UInt32).implode())
+            text = self.text.filter(mask)
+            self._of_lengths[key] = text.filter(text.str.contains(r"^[0-9A-F]+$")) if hex_only else text
+        return self._of_lengths[key]
+
+    def integer_hits(self, cells: pl.Series) -> int:
+        """Integer cells (no nulls) whose decimal form is a spelling."""
+        if cells.dtype == pl.UInt64:  # beyond Int64: compare as text
+            counts = pl.Series(cells.len() * [1], dtype=pl.UInt32)
+            text = cells.cast(pl.String)
+            return self.text_hits(text, counts)
+        cells = cells.cast(pl.Int64)
+        candidates = cells.filter((cells // _BUCKET).is_in(self.buckets))
+        return int(candidates.is_in(self.integers).sum()) if candidates.len() else 0
+
+    def text_hits(self, upper: pl.Series, counts: pl.Series) -> int:
+        """Cells equal to a spelling, from the column's distinct upper-cased values and how many cells hold each."""
+        needles = self.of_lengths(upper.str.len_bytes())
+        return int(counts.filter(upper.is_in(needles.implode())).sum()) if needles.len() else 0
+
+    def embedded_hits(self, upper: pl.Series, counts: pl.Series) -> int:
+        """Cells holding an identifier NHS number or postcode inside longer text, as a separate word (a run of digits
+        inside a hex token is not an NHS number), from the column's distinct upper-cased values and their counts."""
+        found = pl.DataFrame({"_n": counts, "_found": upper.str.extract_all(_EMBEDDED)}).with_row_index("_row")
+        found = found.explode("_found").drop_nulls("_found")
+        if found.height == 0:
+            return 0
+        candidates = found.with_columns(pl.col("_found").str.replace_all(r"[ -]", "").alias("_compact"))
+        words = pl.concat([candidates["_found"], candidates["_compact"]]).unique()
+        known = words.filter(words.is_in(self.of_lengths(words.str.len_bytes()).implode())).implode()
+        hits = candidates.filter(pl.col("_found").is_in(known) | pl.col("_compact").is_in(known))
+        return int(hits.unique("_row")["_n"].sum())
+
+
+def _own_digits(standardised: pl.DataFrame) -> list[pl.Series]:
+    """Per record, the digit strings its own identifiers could leak as in a numeric column: the NHS number, the
+    digits of the record and shared ids, the date of birth as YYYYMMDD and DDMMYYYY."""
     parts = [standardised["nhs_number"]]
     for name in ("record_id", "shared_id"):
         if name in standardised.columns:
             parts.append(standardised[name].str.replace_all(r"\D", "").str.strip_chars_start("0"))
     parts += [standardised["date_of_birth"].dt.strftime(fmt) for fmt in ("%Y%m%d", "%d%m%Y")]
-    frame = pl.DataFrame([part.alias(f"_{i}") for i, part in enumerate(parts)])
+    return [part.cast(pl.String) for part in parts]
+
+
+def _own_numbers(standardised: pl.DataFrame) -> pl.DataFrame:
+    """``_own_digits`` of five digits or more as the integers whose decimal form they are (null where none is)."""
+    return pl.DataFrame([
+        pl.select(pl.when(part.str.contains(_INTEGER_TEXT) & (part.str.len_chars() >= 5))
+                  .then(part.cast(pl.Int64, strict=False))).to_series().alias(f"_own{i}")
+        for i, part in enumerate(_own_digits(standardised))
+    ])
+
+
+def _own_numeric_spellings(standardised: pl.DataFrame) -> pl.Series:
+    """``_own_digits`` of five digits or more, as a list per record."""
+    frame = pl.DataFrame([part.alias(f"_{i}") for i, part in enumerate(_own_digits(standardised))])
     own = frame.select(pl.concat_list(pl.all()).list.drop_nulls().alias("_own"))["_own"]
     return own.list.eval(pl.element().filter(pl.element().str.len_chars() >= 5))
 
@@ -84,13 +178,44 @@ def _dates_of_birth(series: pl.Series, births: pl.Series) -> int:
     return same if same >= 2 and same > 0.01 * max(series.is_not_null().sum(), 1) else 0
 
 
-def _numeric_hits_aligned(series: pl.Series, own: pl.Series) -> int:
-    """Rows where any element of a list cell equals that same record's identifier."""
-    frame = pl.DataFrame({"_cell": series, "_own": own}).with_row_index("_row")
-    if isinstance(series.dtype, pl.List):
-        frame = frame.explode("_cell")
-    text = frame.select("_row", pl.col("_cell").cast(pl.String), "_own").drop_nulls("_cell")
+def _aligned_hits_as_text(series: pl.Series, standardised: pl.DataFrame) -> int:
+    """Rows where any element of a list cell, as text, equals that same record's identifier digits."""
+    frame = pl.DataFrame({"_cell": series, "_own": _own_numeric_spellings(standardised)}).with_row_index("_row")
+    text = frame.explode("_cell").select("_row", pl.col("_cell").cast(pl.String), "_own").drop_nulls("_cell")
     hits = text.filter(pl.col("_own").list.contains(pl.col("_cell")))
+    return hits["_row"].n_unique()
+
+
+def _numeric_hits_aligned(series: pl.Series, standardised: pl.DataFrame, needles: _Needles) -> int:
+    """Rows where any element of a list cell equals that same record's identifier (as its decimal form).
+
+    A record's own numbers are its NHS number and birth date (integer spellings too) and the digits of its record
+    and shared ids (below 10^L for ids of at most L characters); only the rows with an element that is one of those
+    are compared with their own identifiers.
+    """
+    inner = series.dtype.inner  # type: ignore[union-attr]
+    if inner is None or not inner.is_integer() or inner == pl.UInt64:
+        return _aligned_hits_as_text(series, standardised)
+    elements = pl.DataFrame({"_cell": series.cast(pl.List(pl.Int64))}).with_row_index("_row").explode("_cell")
+    cell = pl.col("_cell")
+    longest = max((int(standardised[name].str.len_chars().max() or 0) for name in ("record_id", "shared_id")
+                   if name in standardised.columns), default=0)
+    if longest < 5:  # no id has five digits
+        own_id_digits = pl.lit(False)
+    elif longest < 19:
+        own_id_digits = (cell >= 0) & (cell < 10**longest)
+    else:
+        own_id_digits = cell >= 0
+    # Cheap test first (the top 32 bits), then the exact one on what is left.
+    elements = elements.filter(((cell // _BUCKET).is_in(needles.buckets) | own_id_digits).fill_null(False))
+    elements = elements.filter((cell.is_in(needles.integers) | own_id_digits).fill_null(False))
+    if elements.height == 0:
+        return 0
+    rows = elements["_row"].unique()
+    own = _own_numbers(standardised[rows]).with_columns(rows.alias("_row"))
+    compared = elements.join(own, on="_row")
+    hits = compared.filter(pl.any_horizontal(pl.col("_cell") == pl.col(c) for c in own.columns if c != "_row")
+                           .fill_null(False))
     return hits["_row"].n_unique()
 
 
@@ -109,9 +234,13 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
       as not scanned rather than risk a false alarm when a surname happens to equal a category.
     """
     spellings = identifier_spellings(standardised)
-    needles = pl.DataFrame({"_needle": spellings})
-    known = spellings.implode()
-    own = _own_numeric_spellings(standardised)
+    return scan_with(outputs, standardised, spellings, categorical, aligned)
+
+
+def scan_with(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, spellings: pl.Series,
+              categorical: tuple[str, ...] = (), aligned: tuple[str, ...] = ()) -> LeakScanResult:
+    """``scan`` with the identifier spellings already computed (``identifier_spellings``)."""
+    needles = _Needles(spellings)
     result = LeakScanResult(identifier_values=spellings.len())
     for table_name, frame in outputs.items():
         for column in frame.columns:
@@ -123,16 +252,13 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
             if series.dtype == pl.Date:
                 hits = _dates_of_birth(series, standardised["date_of_birth"])
             elif isinstance(series.dtype, pl.List) and is_aligned:
-                hits = _numeric_hits_aligned(series, own)
+                hits = _numeric_hits_aligned(series, standardised, needles)
             else:
-                cells = _cells_as_text(series)
-                if cells is None:
+                found = _cell_hits(series, needles)
+                if found is None:
                     result.not_scanned.append(f"{table_name}.{column}")
                     continue
-                upper = cells.str.to_uppercase()
-                hits = pl.DataFrame({"_needle": upper}).join(needles, on="_needle", how="semi").height
-                if series.dtype == pl.String and cells.str.contains(r"[^0-9a-f]").any():  # hex tokens embed nothing
-                    hits += _embedded_hits(upper, known)
+                hits = found
             result.columns_scanned += 1
             result.cells_scanned += series.len()
             if hits:
@@ -140,25 +266,32 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
     return result
 
 
-def _embedded_hits(upper: pl.Series, known: pl.Series) -> int:
-    """Cells holding an identifier NHS number or postcode inside longer text, as a separate word (a run of digits
-    inside a hex token is not an NHS number)."""
-    found = pl.DataFrame({"_cell": upper}).with_row_index("_row").select(
-        "_row",
-        pl.col("_cell").str.extract_all(r"\b([0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})\b")
-        .alias("_found"),
-    ).explode("_found").drop_nulls("_found")
-    candidates = found.with_columns(pl.col("_found").str.replace_all(r"[ -]", "").alias("_compact"))
-    hits = candidates.filter(pl.col("_found").is_in(known) | pl.col("_compact").is_in(known))
-    return hits["_row"].n_unique()
-
-
-def _cells_as_text(series: pl.Series) -> pl.Series | None:
+def _cell_hits(series: pl.Series, needles: _Needles) -> int | None:
+    """Cells of a text, integer or integer-list column equal to a spelling (None: a type the scan cannot read)."""
     dtype = series.dtype
     if dtype == pl.String:
-        return series.drop_nulls()
+        cells, counts = series.drop_nulls(), None
+        sample = cells.head(_SAMPLE)
+        if sample.n_unique() <= sample.len() // 2:  # values repeat: work on the distinct ones from the start
+            cells, counts = _distinct_counts(cells)
+        if not cells.str.contains(r"[^0-9a-f]").any():  # hex tokens: embed nothing, equal only hex spellings
+            needles_hex = needles.of_lengths(cells.str.len_bytes(), hex_only=True)
+            if needles_hex.len() == 0:
+                return 0
+            equal = cells.str.to_uppercase().is_in(needles_hex.implode())
+            return int(equal.sum() if counts is None else counts.filter(equal).sum())
+        upper, counts = _distinct_counts(cells.str.to_uppercase(), counts)
+        return needles.text_hits(upper, counts) + needles.embedded_hits(upper, counts)
     if dtype.is_integer():
-        return series.drop_nulls().cast(pl.String)
+        return needles.integer_hits(series.drop_nulls())
     if isinstance(dtype, pl.List) and dtype.inner is not None and dtype.inner.is_integer():
-        return series.drop_nulls().explode().drop_nulls().cast(pl.String)
+        return needles.integer_hits(series.drop_nulls().explode().drop_nulls())
     return None
+
+
+def _distinct_counts(cells: pl.Series, counts: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
+    """The distinct cells and how many cells hold each (``counts``: of each of ``cells``, when already grouped)."""
+    frame = pl.DataFrame({"_cell": cells, "_n": pl.repeat(1, cells.len(), dtype=pl.UInt32, eager=True)
+                          if counts is None else counts})
+    grouped = frame.group_by("_cell").agg(pl.col("_n").sum())
+    return grouped["_cell"], grouped["_n"]

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +20,8 @@ import polars as pl
 from carelink import __version__
 from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.keys import Key
-from carelink.pseudonymise import leakscan, risk
-from carelink.pseudonymise.features import FEATURES, PASSED_THROUGH, build_nodes
+from carelink.pseudonymise import hardening, leakscan, risk
+from carelink.pseudonymise.features import FEATURES, PASSED_THROUGH, build_nodes, feature_algorithm
 from carelink.pseudonymise.report import write_report
 from carelink.pseudonymise.reversible import ALGORITHM as SIV
 from carelink.pseudonymise.reversible import SUFFIX, seal
@@ -42,36 +46,65 @@ class PseudonymiseResult:
 
 def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, partnership: str, source_kind: str,
                         reference_date: dt.date, config_sha256: str = "",
-                        reversible: tuple[str, ...] = ()) -> PseudonymiseResult:
+                        reversible: tuple[str, ...] = (), bloom_hardening: str = "none") -> PseudonymiseResult:
     """Pseudonymise one source's standardised records (``ingest_folder``) into ``out_folder``.
 
     Fields in ``reversible`` are also sealed with AES-SIV (``<field>_sealed``) for ``carelink reidentify``.
+    ``bloom_hardening`` (``hardening.HARDENINGS``) applies to every Bloom-filter column; every partner of a
+    partnership must use the same, and it is recorded in the delivery's metadata when it is not "none".
     """
+    hardening.check(bloom_hardening)
     standardised_path = ingest_folder / "standardised.parquet"
     if not standardised_path.is_file():
         raise InputFileError(standardised_path, "not found: run ingest first")
     standardised = pl.read_parquet(standardised_path)
     source = read_parquet_metadata(standardised_path).get("source", ingest_folder.name)
-    nodes = build_nodes(standardised, key, reference_date, source_kind)
-    nodes = nodes.with_columns(seal(standardised[field].cast(pl.String), key, field) for field in reversible)
-    NodeRecord.validate(nodes)
-    reid_map = pl.DataFrame({"record_id": standardised["record_id"], "record_token": nodes["record_token"]})
-    if reid_map["record_token"].n_unique() != reid_map.height:
-        raise DataQualityError(f"{standardised_path}: two records share a record token (duplicate record ids?)")
-    activity = _activity(ingest_folder / "activity.parquet", reid_map)
-    scan = leakscan.scan({"nodes": nodes, "activity": activity}, standardised, CATEGORICAL, aligned=("nodes",))
-    meta = {"schema_version": SCHEMA_VERSION, "source": source, "source_kind": source_kind,
-            "partnership": partnership, "linkage_key_id": key.key_id, "carelink_version": __version__}
-    report = _report(meta, standardised, nodes, activity, scan, _inputs(ingest_folder))
-    report["config_sha256"] = config_sha256
-    report["risk"] = risk.assess(standardised, nodes, [f.column for f in FEATURES if f.method == "keyed token"])
-    write_report(report, out_folder)
-    if not scan.passed:
-        raise DataQualityError(f"{out_folder}: leak scan found identifier values in {scan.leaks[0]['table']}."
-                               f"{scan.leaks[0]['column']}; nothing was published")
-    write_parquet(nodes, out_folder / "nodes.parquet", meta)
-    write_parquet(activity, out_folder / "activity.parquet", meta)
-    write_parquet(reid_map, out_folder / "reid_map.parquet", meta | {"stays_at_partner": True})
+    # Independent steps overlap: the leak scan's identifier spellings are computed while the tokens are (HMAC holds
+    # the interpreter, polars does not), and the schema check, the risk figures and the writing of the files run
+    # beside the leak scan. The files are written to a staging folder beside (not inside) the delivery folder and
+    # moved into it only once every check has passed, so what is published, and when a failure stops the stage, is as
+    # if run in order; unchecked files never appear in the folder that goes to the hub.
+    out_folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_folder.name}.staging-", dir=out_folder.parent))
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pseudonymise") as pool:
+        spellings = pool.submit(leakscan.identifier_spellings, standardised)
+        nodes = build_nodes(standardised, key, reference_date, source_kind, bloom_hardening=bloom_hardening)
+        nodes = nodes.with_columns(seal(standardised[field].cast(pl.String), key, field) for field in reversible)
+        validated = pool.submit(NodeRecord.validate, nodes)
+        risks = pool.submit(risk.assess, standardised, nodes, [f.column for f in FEATURES if f.method == "keyed token"])
+        reid_map = pl.DataFrame({"record_id": standardised["record_id"], "record_token": nodes["record_token"]})
+        activity = _activity(ingest_folder / "activity.parquet", reid_map)
+        meta = {"schema_version": SCHEMA_VERSION, "source": source, "source_kind": source_kind,
+                "partnership": partnership, "linkage_key_id": key.key_id, "carelink_version": __version__}
+        if bloom_hardening != "none":
+            meta["bloom_hardening"] = bloom_hardening
+        tables = {"nodes.parquet": (nodes, meta), "activity.parquet": (activity, meta),
+                  "reid_map.parquet": (reid_map, meta | {"stays_at_partner": True})}
+        staged = {name: staging / name for name in tables}
+        writes = [pool.submit(write_parquet, frame, staged[name], table_meta)
+                  for name, (frame, table_meta) in tables.items()]
+        try:
+            scan = leakscan.scan_with({"nodes": nodes, "activity": activity}, standardised, spellings.result(),
+                                      CATEGORICAL, aligned=("nodes",))
+            validated.result()
+            if reid_map["record_token"].n_unique() != reid_map.height:
+                raise DataQualityError(f"{standardised_path}: two records share a record token (duplicate record ids?)")
+            report = _report(meta, standardised, nodes, activity, scan, _inputs(ingest_folder))
+            report["config_sha256"] = config_sha256
+            report["risk"] = risks.result()
+            write_report(report, out_folder)
+            if not scan.passed:
+                raise DataQualityError(f"{out_folder}: leak scan found identifier values in {scan.leaks[0]['table']}."
+                                       f"{scan.leaks[0]['column']}; nothing was published")
+            for write in writes:
+                write.result()
+        except BaseException:
+            wait(writes)
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    for name, path in staged.items():
+        os.replace(path, out_folder / name)
+    staging.rmdir()
     write_delivery_manifest(out_folder, meta, nodes.height)
     log.info("pseudonymise %s: %d records, %d activity rows, leak scan passed", source, nodes.height, activity.height)
     return PseudonymiseResult(source, nodes.height, activity.height, scan.passed, out_folder)
@@ -124,7 +157,8 @@ def _inputs(ingest_folder: Path) -> dict[str, str]:
 def _report(meta: dict, standardised: pl.DataFrame, nodes: pl.DataFrame, activity: pl.DataFrame,
             scan: leakscan.LeakScanResult, inputs: dict[str, str]) -> dict:
     fields = [
-        {"column": f.column, "from": f.source_field, "method": f.method, "algorithm": f.algorithm,
+        {"column": f.column, "from": f.source_field, "method": f.method,
+         "algorithm": feature_algorithm(f, meta.get("bloom_hardening", "none")),
          "key_id": meta["linkage_key_id"] if f.method in ("keyed token", "encoding") else None,
          "reversible": "no (one-way)" if f.method != "generalised" else "not applicable",
          "non_null_out": int(nodes[f.column].is_not_null().sum())}

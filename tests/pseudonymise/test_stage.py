@@ -8,6 +8,7 @@ import hmac
 import json
 from pathlib import Path
 
+import pandera.errors
 import polars as pl
 import pytest
 import yaml
@@ -233,6 +234,9 @@ def test_planted_leak_in_nodes_stops_the_stage(ingested: Path, tmp_path: Path, m
         pseudonymise_source(ingested, tmp_path, KEY, partnership="test", source_kind="health", reference_date=REF)
     assert info.value.exit_code == 1
     assert not (tmp_path / "nodes.parquet").exists() and not (tmp_path / "reid_map.parquet").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pseudonymisation_report.html",
+                                                         "pseudonymisation_report.json"]
+    assert [p.name for p in tmp_path.parent.iterdir() if ".staging-" in p.name] == []  # no staged file left
     report = json.loads((tmp_path / "pseudonymisation_report.json").read_text(encoding="utf-8"))
     assert report["leak_scan"]["passed"] is False
     assert report["leak_scan"]["leaks"] == [{"table": "nodes", "column": "nhs_number_token", "cells": 2}]
@@ -368,3 +372,31 @@ def test_numeric_activity_codes_are_not_leaks(tmp_path: Path) -> None:
     result = pseudonymise_source(ingested, tmp_path / "out", KEY, partnership="t", source_kind="health",
                                  reference_date=REF)
     assert result.leak_scan_passed
+
+
+@pytest.mark.parametrize("hardening", ["balanced", "salted"])
+def test_hardened_bloom_filters_are_recorded_in_the_delivery(ingested: Path, tmp_path: Path, hardening: str) -> None:
+    result = pseudonymise_source(ingested, tmp_path, KEY, partnership="test", source_kind="health",
+                                 reference_date=REF, bloom_hardening=hardening)
+    assert result.leak_scan_passed
+    nodes = pl.read_parquet(tmp_path / "nodes.parquet")
+    assert nodes["given_name_bf"].list.len().to_list() == [16 if hardening == "balanced" else 8] * 4
+    assert read_parquet_metadata(tmp_path / "nodes.parquet")["bloom_hardening"] == hardening
+    assert json.loads((tmp_path / "manifest.json").read_text(encoding="utf-8"))["bloom_hardening"] == hardening
+    report = json.loads((tmp_path / "pseudonymisation_report.json").read_text(encoding="utf-8"))
+    algorithms = {f["column"]: f["algorithm"] for f in report["fields"]}
+    assert ("balanced" if hardening == "balanced" else "salted") in algorithms["address_bf"]
+
+
+def test_default_delivery_names_no_hardening(out: Path) -> None:
+    assert "bloom_hardening" not in read_parquet_metadata(out / "nodes.parquet")
+
+
+def test_duplicate_records_stop_the_stage_before_anything_is_written(ingested: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "ingest"
+    folder.mkdir()
+    standardised = pl.read_parquet(ingested / "standardised.parquet")
+    pl.concat([standardised, standardised.head(1)]).write_parquet(folder / "standardised.parquet")
+    with pytest.raises(pandera.errors.SchemaError, match="record_token"):  # the node schema: tokens unique
+        pseudonymise_source(folder, tmp_path / "out", KEY, partnership="test", source_kind="health", reference_date=REF)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
