@@ -8,7 +8,8 @@ identifier agrees exactly (a relative's number typed onto the person's own recor
 the two groups, which keep the number of the larger group for later checks, and is counted so the linkage report
 names the people holding a second number. A record without an NHS number that links about as strongly to records
 of two different NHS numbers (a nickname two siblings could share, a twin's record with no number) belongs to
-neither: it is left on its own and counted. No library does this constrained clustering, hence the hand-written
+neither, and so does a record carrying one twin's number under the other twin's name: it is left on its own and
+counted. No library does this constrained clustering, hence the hand-written
 union-find.
 """
 
@@ -50,17 +51,27 @@ def _with_conflicts(nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
 
 
 def _ambiguous(nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.Series:
-    """Records without an NHS number whose two best-linked NHS numbers are within ``AMBIGUITY_BITS``."""
-    nhs = nodes.select("record_token", "nhs_number_token")
+    """Records that link about equally (within ``AMBIGUITY_BITS``) to two NHS numbers.
+
+    A record without a number counts every NHS number it links to. A record with one counts the numbers it reaches
+    through an excused edge (exact name and date of birth, another number) and its own number only where the record
+    carrying it has another name or date of birth: the signature of a relative's number typed onto the record.
+    """
+    columns = ["record_token", "nhs_number_token", *_EXCUSING]
     both_ways = pl.concat([
         edges.select(pl.col("record_token_l").alias("record"), pl.col("record_token_r").alias("other"), "match_weight"),
         edges.select(pl.col("record_token_r").alias("record"), pl.col("record_token_l").alias("other"), "match_weight"),
     ])
-    linked = (both_ways.join(nhs.rename({"record_token": "record", "nhs_number_token": "own"}), on="record")
-              .filter(pl.col("own").is_null())
-              .join(nhs.rename({"record_token": "other", "nhs_number_token": "theirs"}), on="other")
-              .drop_nulls("theirs"))
-    best = linked.group_by("record", "theirs").agg(pl.col("match_weight").max())
+    linked = (both_ways
+              .join(nodes.select(columns).rename({c: f"{c}_own" for c in columns}), left_on="record",
+                    right_on="record_token_own")
+              .join(nodes.select(columns).rename({c: f"{c}_theirs" for c in columns}), left_on="other",
+                    right_on="record_token_theirs")
+              .drop_nulls("nhs_number_token_theirs"))
+    same_identity = pl.all_horizontal(pl.col(f"{c}_own") == pl.col(f"{c}_theirs") for c in _EXCUSING).fill_null(False)
+    counted = pl.col("nhs_number_token_own").is_null() | (
+        pl.col("nhs_number_token_own") != pl.col("nhs_number_token_theirs")) | ~same_identity
+    best = linked.filter(counted).group_by("record", "nhs_number_token_theirs").agg(pl.col("match_weight").max())
     ranked = best.sort("match_weight", descending=True).group_by("record", maintain_order=True).agg(
         pl.col("match_weight").head(2))
     close = ranked.filter(pl.col("match_weight").list.len() == 2).filter(

@@ -80,8 +80,8 @@ def household_evidence(open_linker: Callable[[dict[str, Any]], Any], dialect: st
     assert isinstance(counts, pl.DataFrame)
     pairs = counts.filter(pl.col("given") == level_code(by_name["given_name"], model.OTHER_FORENAME))
     by_identifier = (pl.col("nhs") < 0) | (pl.col("shared") < 0)
-    same_identifier = (pl.col("nhs") == level_code(by_name["nhs_number"], "exact")) | (
-        pl.col("shared") >= level_code(by_name["shared_id"], "one typo apart")) & (pl.col("shared") < 0)
+    same_identifier = (pl.col("nhs") == level_code(by_name["nhs_number"], "exact")) | ((
+        pl.col("shared") >= level_code(by_name["shared_id"], "one typo apart")) & (pl.col("shared") < 0))
     verdicts = (("NHS number or shared identifier", by_identifier, same_identifier),
                 ("date of birth", pl.col("dob") < 0, pl.col("dob") == level_code(by_name["date_of_birth"], "exact")))
     total = int(pairs["n"].sum())

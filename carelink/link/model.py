@@ -100,7 +100,10 @@ def comparisons(dialect: str = "duckdb", households: bool = True) -> list[dict[s
     address_close = f"(address_bf_l IS NOT NULL AND address_bf_r IS NOT NULL AND {_dice_at_least('address_bf', 0.8, dialect)})"
     same_residence = f"({_eq('postcode_unit_token')} OR {address_close})"
     same_household = f"({_eq('family_name_token')} AND {same_residence})"
-    relatives = f"({_eq('family_name_token')} AND ({same_residence} OR {_eq('dob_token')}))"
+    # NHS number and date of birth that agree decide on their own; an agreeing NHS number without the date of birth
+    # may be a relative's number typed onto the record, so the level stands.
+    relatives = (f"({_eq('family_name_token')} AND ({same_residence} OR {_eq('dob_token')}) "
+                 f"AND NOT coalesce({_eq('nhs_number_token')} AND {_eq('dob_token')}, false))")
     same_forename = f"({_eq('given_name_token')} OR {_eq('given_first_token')} OR {_overlap('given_nickname_tokens', dialect)})"
     one_typo = " OR ".join(_overlap_of(a, b, dialect) for a, b in (("given_near_tokens", "given_near_tokens"),
                            ("given_near_tokens", "given_reach_tokens"), ("given_reach_tokens", "given_near_tokens")))
@@ -130,11 +133,10 @@ def comparisons(dialect: str = "duckdb", households: bool = True) -> list[dict[s
             _null("given_name_token"),
             _level(_eq("given_name_token"), "exact", tf_adjustment_column="given_name_token", tf_adjustment_weight=0.5),
             _level(f"{_eq('given_first_token')} OR {_overlap('given_nickname_tokens', dialect)}", "first name or nickname"),
-            _level(_dice_at_least("given_name_bf", 0.8, dialect), "dice >= 0.8"),
+            _level(f"{_dice_at_least('given_name_bf', 0.8, dialect)} OR {one_typo}", "one typo apart or dice >= 0.8"),
             _level(swapped, "swapped with surname"),
             _level(crossed, "one name in the other's field"),
             _level(middle, "known by a middle name"),
-            _level(one_typo, "one typo apart"),
             *([_fixed(relatives, OTHER_FORENAME, HOUSEHOLD_WEIGHT)] if households else []),
             _level(_eq("given_phonetic_token"), "phonetic"),
             _level(_dice_at_least("given_name_bf", 0.6, dialect), "dice >= 0.6"),

@@ -63,3 +63,13 @@ def test_a_clearly_stronger_link_wins() -> None:
     clusters, stats = cluster(nodes, _edges(("soph", "sophia", 30.0), ("soph", "sophie", 12.0)), threshold=0.95)
     assert _people(clusters) == {frozenset({"sophia", "soph"}), frozenset({"sophie"})}
     assert stats.ambiguous_records_left_alone == 0
+
+
+def test_a_twins_number_under_the_other_twins_name_joins_neither() -> None:
+    oliver = {"given_name_token": 11, "family_name_token": 2, "dob_token": 3}
+    finley = {"given_name_token": 12, "family_name_token": 2, "dob_token": 3}
+    nodes = _nodes(("oliver_gp", 704, oliver), ("finley_gp", 690, finley), ("finley_vol", 704, finley))
+    edges = _edges(("finley_vol", "oliver_gp", 30.0), ("finley_vol", "finley_gp", 28.0))
+    clusters, stats = cluster(nodes, edges, threshold=0.95)
+    assert _people(clusters) == {frozenset({"oliver_gp"}), frozenset({"finley_gp"}), frozenset({"finley_vol"})}
+    assert stats.ambiguous_records_left_alone == 1
