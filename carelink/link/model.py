@@ -234,7 +234,9 @@ BLOCKING_RULES = (
     Block(("family_name_token", "given_canonical_token", "dob_year_token")),
     Block(("dob_token", "family_phonetic_token"), ("dob_swapped_token", "family_phonetic_token")),
     Block(("dob_swapped_token", "family_phonetic_token"), ("dob_token", "family_phonetic_token")),
+    # Splink scores each pair once, one way round: a rule joining different columns needs its mirror too.
     Block(("given_as_name_token", "dob_token"), ("family_as_name_token", "dob_token")),
+    Block(("family_as_name_token", "dob_token"), ("given_as_name_token", "dob_token")),
     Block(("given_as_name_token", "family_as_name_token"), ("family_as_name_token", "given_as_name_token")),
     Block(("premises_token",)),
     Block(("dob_token", "given_prefix_token")),
@@ -266,16 +268,15 @@ def has_household_levels(settings: dict[str, Any]) -> bool:
                for comparison in settings["comparisons"] for level in comparison["comparison_levels"])
 
 
-def settings(dialect: str = "duckdb", households: bool = True,
-             blocking: tuple[Block, ...] | None = None) -> dict[str, Any]:
-    """The full Splink settings dictionary (untrained); ``blocking`` replaces the prediction blocking rules."""
+def settings(dialect: str = "duckdb", households: bool = True) -> dict[str, Any]:
+    """The full Splink settings dictionary (untrained)."""
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": "record_token",
         "source_dataset_column_name": "source",
         "probability_two_random_records_match": 1e-5,
         "comparisons": comparisons(dialect, households),
-        "blocking_rules_to_generate_predictions": [{"blocking_rule": rule.sql()} for rule in blocking or BLOCKING_RULES],
+        "blocking_rules_to_generate_predictions": [{"blocking_rule": rule.sql()} for rule in BLOCKING_RULES],
         "retain_matching_columns": False,
         "retain_intermediate_calculation_columns": True,
         "additional_columns_to_retain": [],

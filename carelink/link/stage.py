@@ -193,7 +193,7 @@ def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfi
 def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, model_path: Path, config: LinkageConfig,
                     config_digest: str) -> Any:
     dialect = "spark" if config.engine == "spark" else "duckdb"
-    evidence = household_evidence(lambda settings: _open_linker(frame, config, settings)[0], dialect)
+    evidence = household_evidence(lambda settings: _open_linker(frame, config, settings)[0], frame, dialect)
     log.info("link: %s of %s pairs sharing surname and residence with other forenames were the same person "
              "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
              evidence.judged_by, "on" if evidence.relatives_present else "off")
