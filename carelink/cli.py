@@ -245,9 +245,9 @@ def evaluate(workspace: Path, truth: Path | None, labels: Path | None, as_json: 
     for label, precision in (scores.get("precision_among") or {}).items():
         if precision is not None:
             click.echo(f"pairwise precision among people with a {label} record: {precision:.4f}")
-    by_case = scores.get("errors_by_case") or {}
-    if by_case:
-        click.echo("errors by case (false links / missed links):")
+    if "errors_by_case" in scores:
+        by_case = scores["errors_by_case"]
+        click.echo("errors by case (false links / missed links):" + ("" if by_case else " none"))
         for label, counts in by_case.items():
             click.echo(f"  {label:<20} {counts['false_links']:>6,} {counts['missed_links']:>6,}")
 

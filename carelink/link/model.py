@@ -24,7 +24,7 @@ from carelink.pseudonymise.encodings import BLOOM_LAYOUTS
 
 #: Node columns the model reads, besides the record token and source.
 MODEL_COLUMNS = (
-    "nhs_number_token", "shared_id_token", "shared_id_near_tokens", "given_name_token", "given_first_token", "given_canonical_token", "given_phonetic_token",
+    "nhs_number_token", "shared_id_token", "shared_id_near_tokens", "given_name_token", "given_first_token", "given_middle_token", "given_nickname_tokens", "given_near_tokens", "given_reach_tokens", "given_canonical_token", "given_phonetic_token",
     "given_name_bf", "given_prefix_token", "family_name_token", "family_prefix_token", "family_phonetic_token", "family_name_bf", "given_as_name_token",
     "family_as_name_token", "dob_token", "dob_swapped_token", "dob_year_token", "dob_month_token", "dob_day_token",
     "sex_token", "postcode_unit_token", "postcode_sector_token", "postcode_district_token", "premises_token", "address_bf",
@@ -48,8 +48,13 @@ def _dice_at_least(column: str, threshold: float, dialect: str) -> str:
 
 def _overlap(column: str, dialect: str) -> str:
     """SQL: the two records' token lists share at least one token."""
+    return _overlap_of(column, column, dialect)
+
+
+def _overlap_of(left: str, right: str, dialect: str) -> str:
+    """SQL: the left record's ``left`` token list and the right record's ``right`` list share a token."""
     function = "arrays_overlap" if dialect == "spark" else "list_has_any"
-    return f"{function}({column}_l, {column}_r)"
+    return f"{function}({left}_l, {right}_r)"
 
 
 def _level(sql: str, label: str, **extra: Any) -> dict[str, Any]:
@@ -65,8 +70,44 @@ def _eq(column: str, other: str | None = None) -> str:
     return f"{column}_l = {other or column}_r"
 
 
-def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
-    """The comparison definitions, as Splink settings dictionaries."""
+#: Weight of the two household levels (log2 m/u, fixed rather than learned): see ``comparisons``.
+HOUSEHOLD_WEIGHT = -24.0
+#: Labels of the household levels: a model either has both or neither.
+OTHER_FORENAME = "other forename, same surname and residence or birth date"
+OTHER_BIRTH_DATE = "other date, same name and residence"
+
+
+def _fixed(sql: str, label: str, weight: float) -> dict[str, Any]:
+    """A level whose weight is set, not estimated."""
+    u = 0.5
+    return _level(sql, label, m_probability=u * 2**weight, u_probability=u, fix_m_probability=True,
+                  fix_u_probability=True)
+
+
+def comparisons(dialect: str = "duckdb", households: bool = True) -> list[dict[str, Any]]:
+    """The comparison definitions, as Splink settings dictionaries.
+
+    Two levels encode what Fellegi–Sunter's independence assumption gets wrong inside a household. Relatives share a
+    surname and an address (twins a date of birth too; a parent and child of the same name the whole name), so the
+    surname, address and date-of-birth agreements the other comparisons reward are counted as if they were
+    independent coincidences, ~20–30 bits of evidence that a twin or a Jr/Sr pair has not earned. Records that
+    agree on surname and residence but whose forenames do not correspond at any level above, and records of the same
+    name and residence whose dates of birth disagree, are what relatives look like; the fixed ``HOUSEHOLD_WEIGHT``
+    cancels that shared evidence and adds the disagreement's own (~6 bits), so only an NHS number can join them.
+    Without ``households`` (data in which such pairs are shown to be the same person, see ``link.households``)
+    the two levels are left out and those pairs fall to the ordinary levels below.
+    """
+    address_close = f"(address_bf_l IS NOT NULL AND address_bf_r IS NOT NULL AND {_dice_at_least('address_bf', 0.8, dialect)})"
+    same_residence = f"({_eq('postcode_unit_token')} OR {address_close})"
+    same_household = f"({_eq('family_name_token')} AND {same_residence})"
+    # NHS number and date of birth that agree decide on their own; an agreeing NHS number without the date of birth
+    # may be a relative's number typed onto the record, so the level stands.
+    relatives = (f"({_eq('family_name_token')} AND ({same_residence} OR {_eq('dob_token')}) "
+                 f"AND NOT coalesce({_eq('nhs_number_token')} AND {_eq('dob_token')}, false))")
+    same_forename = f"({_eq('given_name_token')} OR {_eq('given_first_token')} OR {_overlap('given_nickname_tokens', dialect)})"
+    one_typo = " OR ".join(_overlap_of(a, b, dialect) for a, b in (("given_near_tokens", "given_near_tokens"),
+                           ("given_near_tokens", "given_reach_tokens"), ("given_reach_tokens", "given_near_tokens")))
+    middle = f"({_eq('given_middle_token', 'given_first_token')} OR {_eq('given_first_token', 'given_middle_token')})"
     swapped = f"({_eq('given_as_name_token', 'family_as_name_token')} AND {_eq('family_as_name_token', 'given_as_name_token')})"
     crossed = f"({_eq('given_as_name_token', 'family_as_name_token')} OR {_eq('family_as_name_token', 'given_as_name_token')})"
     nhs = {
@@ -91,10 +132,12 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
         "comparison_levels": [
             _null("given_name_token"),
             _level(_eq("given_name_token"), "exact", tf_adjustment_column="given_name_token", tf_adjustment_weight=0.5),
-            _level(f"{_eq('given_first_token')} OR {_eq('given_canonical_token')}", "first name or nickname"),
-            _level(_dice_at_least("given_name_bf", 0.8, dialect), "dice >= 0.8"),
+            _level(f"{_eq('given_first_token')} OR {_overlap('given_nickname_tokens', dialect)}", "first name or nickname"),
+            _level(f"{_dice_at_least('given_name_bf', 0.8, dialect)} OR {one_typo}", "one typo apart or dice >= 0.8"),
             _level(swapped, "swapped with surname"),
             _level(crossed, "one name in the other's field"),
+            _level(middle, "known by a middle name"),
+            *([_fixed(relatives, OTHER_FORENAME, HOUSEHOLD_WEIGHT)] if households else []),
             _level(_eq("given_phonetic_token"), "phonetic"),
             _level(_dice_at_least("given_name_bf", 0.6, dialect), "dice >= 0.6"),
             _level("ELSE", "different"),
@@ -123,6 +166,8 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
             _level(_eq("dob_token"), "exact"),
             _level(f"{_eq('dob_token', 'dob_swapped_token')} OR {_eq('dob_swapped_token', 'dob_token')}", "day/month swapped"),
             _level(two_of_three, "two of year, month, day"),
+            *([_fixed(f"({same_forename} AND {same_household})", OTHER_BIRTH_DATE, HOUSEHOLD_WEIGHT)]
+              if households else []),
             _level(_eq("dob_year_token"), "year"),
             _level("ELSE", "different"),
         ],
@@ -130,7 +175,6 @@ def comparisons(dialect: str = "duckdb") -> list[dict[str, Any]]:
     residence_null = (
         "(postcode_unit_token_l IS NULL AND address_bf_l IS NULL) OR (postcode_unit_token_r IS NULL AND address_bf_r IS NULL)"
     )
-    address_close = f"(address_bf_l IS NOT NULL AND address_bf_r IS NOT NULL AND {_dice_at_least('address_bf', 0.8, dialect)})"
     residence = {
         "output_column_name": "residence",
         "comparison_levels": [
@@ -190,7 +234,9 @@ BLOCKING_RULES = (
     Block(("family_name_token", "given_canonical_token", "dob_year_token")),
     Block(("dob_token", "family_phonetic_token"), ("dob_swapped_token", "family_phonetic_token")),
     Block(("dob_swapped_token", "family_phonetic_token"), ("dob_token", "family_phonetic_token")),
+    # Splink scores each pair once, one way round: a rule joining different columns needs its mirror too.
     Block(("given_as_name_token", "dob_token"), ("family_as_name_token", "dob_token")),
+    Block(("family_as_name_token", "dob_token"), ("given_as_name_token", "dob_token")),
     Block(("given_as_name_token", "family_as_name_token"), ("family_as_name_token", "given_as_name_token")),
     Block(("premises_token",)),
     Block(("dob_token", "given_prefix_token")),
@@ -216,14 +262,20 @@ EM_BLOCKS = (
 )
 
 
-def settings(dialect: str = "duckdb") -> dict[str, Any]:
+def has_household_levels(settings: dict[str, Any]) -> bool:
+    """Whether a (stored) model was built with the household levels."""
+    return any(level.get("label_for_charts") == OTHER_FORENAME
+               for comparison in settings["comparisons"] for level in comparison["comparison_levels"])
+
+
+def settings(dialect: str = "duckdb", households: bool = True) -> dict[str, Any]:
     """The full Splink settings dictionary (untrained)."""
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": "record_token",
         "source_dataset_column_name": "source",
         "probability_two_random_records_match": 1e-5,
-        "comparisons": comparisons(dialect),
+        "comparisons": comparisons(dialect, households),
         "blocking_rules_to_generate_predictions": [{"blocking_rule": rule.sql()} for rule in BLOCKING_RULES],
         "retain_matching_columns": False,
         "retain_intermediate_calculation_columns": True,

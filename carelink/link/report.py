@@ -80,6 +80,13 @@ def build_report(*, nodes: pl.DataFrame, edges: pl.DataFrame, person_map: pl.Dat
     if cluster_stats.get("unions_refused"):
         warnings.append(f"{cluster_stats['unions_refused']:,} links would have given one person two NHS numbers "
                         "through records without one, and were left out")
+    if cluster_stats.get("people_with_a_second_nhs_number"):
+        warnings.append(f"{cluster_stats['people_with_a_second_nhs_number']:,} people hold a second valid NHS number on "
+                        "one record whose name and date of birth match theirs exactly (a relative's number?): check "
+                        "those records at source")
+    if cluster_stats.get("ambiguous_records_left_alone"):
+        warnings.append(f"{cluster_stats['ambiguous_records_left_alone']:,} records without an NHS number linked about "
+                        "as strongly to two people with different NHS numbers and were left on their own")
     mw_columns = [c for c in edges.columns if c.startswith("mw_") and not c.startswith("mw_tf_adj")]
     sample = _sample_links(edges, threshold)
     return {

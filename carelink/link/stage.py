@@ -22,6 +22,7 @@ from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.link import model
 from carelink.link.blocking import check_blocking_budget
 from carelink.link.clustering import ClusterStats, cluster
+from carelink.link.households import household_evidence
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
 from carelink.pseudonymise.stage import verify_delivery
@@ -132,7 +133,7 @@ def u_without_matches(settings: dict[str, Any], floor: float = 0.25) -> dict[str
     for comparison in settings["comparisons"]:
         levels = [dict(level) for level in comparison["comparison_levels"]]
         scored = [level for level in levels if not level.get("is_null_level") and level.get("u_probability")
-                  and level.get("m_probability") is not None]
+                  and level.get("m_probability") is not None and not level.get("fix_u_probability")]
         for level in scored:
             sampled = level["u_probability"]
             level["u_probability"] = max((sampled - prior * level["m_probability"]) / (1 - prior), floor * sampled)
@@ -161,7 +162,7 @@ def settings_for_engine(settings: dict[str, Any], engine: str) -> dict[str, Any]
     dialect = "spark" if engine == "spark" else "duckdb"
     if settings.get("sql_dialect") == dialect:
         return settings
-    fresh = {c["output_column_name"]: c for c in model.comparisons(dialect)}
+    fresh = {c["output_column_name"]: c for c in model.comparisons(dialect, model.has_household_levels(settings))}
     comparisons = []
     for comparison in settings["comparisons"]:
         target = fresh.get(comparison["output_column_name"])
@@ -192,8 +193,12 @@ def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfi
 def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, model_path: Path, config: LinkageConfig,
                     config_digest: str) -> Any:
     dialect = "spark" if config.engine == "spark" else "duckdb"
-    linker, db_api = _open_linker(frame, config, model.settings(dialect))
-    training = train(linker, frame, config)
+    evidence = household_evidence(lambda settings: _open_linker(frame, config, settings)[0], frame, dialect)
+    log.info("link: %s of %s pairs sharing surname and residence with other forenames were the same person "
+             "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
+             evidence.judged_by, "on" if evidence.relatives_present else "off")
+    linker, db_api = _open_linker(frame, config, model.settings(dialect, evidence.relatives_present))
+    training = train(linker, frame, config) | {"households": evidence.as_dict()}
     linker, db_api = _open_linker(frame, config, u_without_matches(linker.misc.save_model_to_json(None)))
     _write_model(linker, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)

@@ -235,19 +235,40 @@ def deletion_variants(value: str) -> list[str]:
     return sorted({value} | {value[:i] + value[i + 1 :] for i in range(len(value))} - {""})
 
 
-def deletion_tokens(series: pl.Series, field_key: bytes) -> pl.Series:
-    """Keyed 64-bit tokens of every one-character deletion of each value (a list per row; nulls stay null)."""
+def variant_tokens(series: pl.Series, field_key: bytes, variants: Callable[[str], list[str]]) -> pl.Series:
+    """Keyed 64-bit tokens of ``variants`` of each value (a list per row; nulls stay null)."""
     def lists(values: pl.Series) -> pl.Series:
-        variants = [deletion_variants(v) for v in values.to_list()]
-        flat = token_array(field_key, [d.encode("utf-8") for group in variants for d in group])
-        offsets = np.zeros(len(variants) + 1, dtype=np.int64)
-        np.cumsum([len(group) for group in variants], out=offsets[1:])
+        groups = [variants(v) for v in values.to_list()]
+        flat = token_array(field_key, [d.encode("utf-8") for group in groups for d in group])
+        offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+        np.cumsum([len(group) for group in groups], out=offsets[1:])
         array = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, type=pa.int64()))
         return pl.Series(values.name, pl.from_arrow(array), dtype=pl.List(pl.Int64))
     return map_distinct(series.cast(pl.String), lists)
 
 
+def deletion_tokens(series: pl.Series, field_key: bytes) -> pl.Series:
+    """Keyed 64-bit tokens of every one-character deletion of each value (a list per row; nulls stay null)."""
+    return variant_tokens(series, field_key, deletion_variants)
+
+
 # ------------------------------------------------------------------------------------------ Bloom filters
+
+
+def typo_near(value: str) -> list[str]:
+    """What ``value`` offers for one-typo matching: itself, each deletion tagged with its position (two values
+    share one when they differ by a substitution there) and each adjacent transposition of it."""
+    deletions = {f"S{i}:{value[:i]}{value[i + 1:]}" for i in range(len(value))}
+    swaps = {f"T:{value[:i]}{value[i + 1]}{value[i]}{value[i + 2:]}" for i in range(len(value) - 1)}
+    return sorted({f"V:{value}"} | deletions | swaps)
+
+
+def typo_reach(value: str) -> list[str]:
+    """What ``value`` accepts from the other side's ``typo_near``: each one-character deletion of it (the other value
+    lacks a character) and itself as a transposition target. A value's near list meets the other's reach list, or
+    the two near lists meet, exactly when the two are one substitution, insertion, deletion or adjacent
+    transposition apart — never two edits (JACK/JAKE), unlike a plain deletion neighbourhood."""
+    return sorted({f"V:{value[:i]}{value[i + 1:]}" for i in range(len(value))} - {"V:"} | {f"T:{value}"})
 
 
 def bigrams(value: str) -> set[str]:
@@ -511,6 +532,25 @@ def canonical_first_word(values: pl.Series) -> pl.Series:
     """First word of each forename with nicknames mapped to their canonical form."""
     table = nickname_table()
     return _each(lambda v: table.get(v.split(" ")[0], v.split(" ")[0]), pl.String)(values)
+
+
+@cache
+def nickname_forms() -> dict[str, tuple[str, ...]]:
+    """Name → every canonical forename it may stand for (CHRIS → CHRISTIAN, CHRISTINE, CHRISTOPHER, …)."""
+    text = resources.files("carelink.data").joinpath("nicknames.csv").read_text(encoding="utf-8")
+    forms: dict[str, set[str]] = {}
+    for row in csv.DictReader(text.splitlines()):
+        name, canonical = row["name"].strip().upper(), row["canonical"].strip().upper()
+        if name and canonical and name != canonical:
+            forms.setdefault(name, set()).add(canonical)
+    return {name: tuple(sorted(canonicals)) for name, canonicals in forms.items()}
+
+
+def name_forms(value: str) -> list[str]:
+    """A forename's first word and every canonical name it may be short for: two forenames are nickname-equivalent
+    when these lists meet (PEGGY and MEG both stand for MARGARET; MEG also for MEGAN)."""
+    first = value.split(" ")[0]
+    return sorted({first, *nickname_forms().get(first, ())})
 
 
 def canonical_forename(series: pl.Series) -> pl.Series:

@@ -150,6 +150,18 @@ def _shared_id_near(b: Build) -> pl.Series:
     return b.per_value("shared_id", lambda values: enc.deletion_tokens(values, field_key))
 
 
+def _last_of_several_words(values: pl.Series) -> pl.Series:
+    return values.str.extract(r" (\S+)$", 1)
+
+
+def _variants(key_field: str, variants: Callable[[str], list[str]]) -> Callable[[Build], pl.Series]:
+    """Keyed tokens of ``variants`` of each distinct forename (a list per row)."""
+    def build(b: Build) -> pl.Series:
+        field_key = b.key.field_key(key_field)
+        return b.per_value("given_name", lambda values: enc.variant_tokens(values, field_key, variants))
+    return build
+
+
 def _postcode_part(pattern: str) -> Callable[[pl.Series], pl.Series]:
     return lambda postcode: postcode.str.extract(pattern, 1)
 
@@ -184,6 +196,18 @@ FEATURES: tuple[Feature, ...] = (
             HMAC64 + " of each one-character deletion (matches identifiers one typo apart)", _shared_id_near),
     Feature("given_name_token", "given_name", "keyed token", HMAC64, _token("given_name", "given_name")),
     Feature("given_first_token", "given_name", "keyed token", HMAC64 + " of the first word", _token("given_first", "given_name", _first_word)),
+    Feature("given_middle_token", "given_name", "keyed token",
+            HMAC64 + " of the last word of a forename of several words (first-word key: known by a middle name)",
+            _token("given_first", "given_name", _last_of_several_words)),
+    Feature("given_nickname_tokens", "given_name", "encoding",
+            HMAC64 + " of the first word and of every forename it is a nickname of (PEGGY → PEGGY, MARGARET)",
+            _variants("given_nickname", enc.name_forms)),
+    Feature("given_near_tokens", "given_name", "encoding",
+            HMAC64 + " of the first word, its position-tagged deletions and transpositions (one-typo matching)",
+            _variants("given_typo", lambda v: enc.typo_near(v.split(" ")[0]))),
+    Feature("given_reach_tokens", "given_name", "encoding",
+            HMAC64 + " of the first word's deletions and of the word as a transposition target (one-typo matching)",
+            _variants("given_typo", lambda v: enc.typo_reach(v.split(" ")[0]))),
     Feature("given_canonical_token", "given_name", "keyed token", HMAC64 + " of the first word, nicknames mapped (PEGGY→MARGARET)",
             _token("given_canonical", "given_name", enc.canonical_first_word)),
     Feature("given_phonetic_token", "given_name", "keyed token", HMAC64 + " of the Metaphone code of the first word",

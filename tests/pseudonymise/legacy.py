@@ -19,7 +19,15 @@ import numpy as np
 import polars as pl
 
 from carelink.keys import Key
-from carelink.pseudonymise.encodings import BLOOM_BITS, BLOOM_HASHES, BLOOM_LAYOUTS, nickname_table
+from carelink.pseudonymise.encodings import (
+    BLOOM_BITS,
+    BLOOM_HASHES,
+    BLOOM_LAYOUTS,
+    name_forms,
+    nickname_table,
+    typo_near,
+    typo_reach,
+)
 
 # -------------------------------------------------------------------------------- keyed tokens and Bloom filters
 
@@ -186,6 +194,13 @@ def _bloom(field: str, column: str) -> Callable[[pl.DataFrame, Key, dt.date], pl
         frame[column])
 
 
+def _variant_tokens(field: str, variants: Callable[[str], list[str]]) -> Callable[[pl.DataFrame, Key, dt.date], pl.Series]:
+    """One token per variant, value by value (the construction the vectorised ``variant_tokens`` must equal)."""
+    return lambda frame, key, _: _map_distinct(
+        frame["given_name"].cast(pl.String),
+        _each(lambda v: [token_of(key.field_key(field), d) for d in variants(v)], pl.List(pl.Int64)))
+
+
 def _column(name: str) -> Callable[[pl.DataFrame], pl.Series]:
     return lambda frame: frame[name]
 
@@ -243,6 +258,13 @@ FEATURES: tuple[Feature, ...] = (
             lambda f, k, _: deletion_tokens(f["shared_id"], k.field_key("shared_id_near"))),
     Feature("given_name_token", "given_name", "keyed token", HMAC64, _token("given_name", _column("given_name"))),
     Feature("given_first_token", "given_name", "keyed token", HMAC64 + " of the first word", _token("given_first", _first_word("given_name"))),
+    Feature("given_middle_token", "given_name", "keyed token", "",
+            _token("given_first", lambda f: f["given_name"].str.extract(r" (\S+)$", 1))),
+    Feature("given_nickname_tokens", "given_name", "encoding", "", _variant_tokens("given_nickname", name_forms)),
+    Feature("given_near_tokens", "given_name", "encoding", "",
+            _variant_tokens("given_typo", lambda v: typo_near(v.split(" ")[0]))),
+    Feature("given_reach_tokens", "given_name", "encoding", "",
+            _variant_tokens("given_typo", lambda v: typo_reach(v.split(" ")[0]))),
     Feature("given_canonical_token", "given_name", "keyed token", HMAC64 + " of the first word, nicknames mapped (PEGGY→MARGARET)",
             lambda f, k, _: tokens(canonical_forename(f["given_name"]), k.field_key("given_canonical"))),
     Feature("given_phonetic_token", "given_name", "keyed token", HMAC64 + " of the Metaphone code of the first word",
