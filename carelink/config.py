@@ -20,6 +20,7 @@ import yaml
 
 from carelink.errors import ConfigError
 from carelink.export.purposes import SHIPPED_PURPOSES, PurposeError, PurposeRules, parse_purpose
+from carelink.pseudonymise.hardening import HARDENINGS
 
 SOURCE_KINDS = ("health", "social_care", "voluntary")
 FORMATS = ("csv", "parquet")
@@ -107,6 +108,7 @@ class LinkageConfig:
     u_max_pairs: int = 2_000_000
     em_max_pairs: int = 5_000_000
     engine: str = "duckdb"
+    bloom_hardening: str = "none"
 
 
 @dataclass(frozen=True)
@@ -401,7 +403,7 @@ def _keys(reader: _Reader, data: Any) -> KeysConfig:
 def _linkage(reader: _Reader, data: Any) -> LinkageConfig:
     data = reader.mapping(data, "linkage")
     reader.known_keys(data, "linkage", ("threshold", "model", "max_comparisons", "u_max_pairs", "em_max_pairs",
-                                        "engine"))
+                                        "engine", "bloom_hardening"))
     model = reader.inside_path(data["model"], "linkage.model", must_exist=False) if data.get("model") else None
     return LinkageConfig(
         threshold=reader.number(data, "threshold", "linkage", 0.95, lo=0.5, hi=0.999999),
@@ -410,4 +412,5 @@ def _linkage(reader: _Reader, data: Any) -> LinkageConfig:
         u_max_pairs=int(reader.number(data, "u_max_pairs", "linkage", 2_000_000, lo=1e4, hi=1e9)),
         em_max_pairs=int(reader.number(data, "em_max_pairs", "linkage", 5_000_000, lo=1e4, hi=1e10)),
         engine=reader.choice(data, "engine", "linkage", ENGINES, default="duckdb"),
+        bloom_hardening=reader.choice(data, "bloom_hardening", "linkage", HARDENINGS, default="none"),
     )

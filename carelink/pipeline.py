@@ -57,7 +57,8 @@ def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, rep
         report.pseudonymise.append(pseudonymise_source(
             run.ingest / source.name, run.pseudonymise / source.name, linkage_key,
             partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date,
-            config_sha256=config.digest(), reversible=source.reversible))
+            config_sha256=config.digest(), reversible=source.reversible,
+            bloom_hardening=config.linkage.bloom_hardening))
 
 
 def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False,

@@ -292,3 +292,10 @@ def test_legal_basis_only_where_the_purpose_accepts_one(folder: Path) -> None:
     assert config.exports[0].legal_basis == "CAG 21/CAG/0001"
     data = _config(exports=[{"recipient": "ph", "purpose": "planning", "legal_basis": "CAG 21/CAG/0001"}])
     assert ": exports[0].legal_basis: purpose 'planning' does not accept a legal basis" in load_error(folder, data)
+
+
+def test_bloom_hardening_is_read_and_checked(folder: Path) -> None:
+    assert load_config(write(folder, _config(linkage={"bloom_hardening": "salted"}))).linkage.bloom_hardening == "salted"
+    assert load_config(write(folder, _config())).linkage.bloom_hardening == "none"
+    message = load_error(folder, _config(linkage={"bloom_hardening": "scrambled"}))
+    assert ": linkage.bloom_hardening: 'scrambled' is not one of none, salted, balanced, xor_fold" in message

@@ -67,14 +67,14 @@ def level_code(comparison: dict[str, Any], label: str) -> int:
     return -(labels.index(label) + 1)
 
 
-def household_evidence(open_linker: Callable[[dict[str, Any]], Any], frame: pl.DataFrame,
-                       dialect: str) -> HouseholdEvidence:
+def household_evidence(open_linker: Callable[[dict[str, Any]], Any], frame: pl.DataFrame, dialect: str,
+                       hardening: str = "none") -> HouseholdEvidence:
     """Find the pairs in ``HOUSEHOLD_BLOCKS`` and weigh the evidence (levels only; no trained parameters needed).
 
     ``open_linker`` opens a Splink linker over ``frame`` with the settings it is given.
     """
     every = max(1, -(-sum(block.pairs(frame) for block in HOUSEHOLD_BLOCKS) // MAX_PAIRS))
-    settings = _level_coded(model.settings(dialect, households=True))
+    settings = _level_coded(model.settings(dialect, households=True, hardening=hardening))
     settings["blocking_rules_to_generate_predictions"] = [
         {"blocking_rule": block.sql() + (f" AND l.family_name_token % {every} = 0" if every > 1 else "")}
         for block in HOUSEHOLD_BLOCKS]

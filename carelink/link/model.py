@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from carelink.pseudonymise.encodings import BLOOM_LAYOUTS
+from carelink.pseudonymise.encodings import bloom_layouts
 
 #: Node columns the model reads, besides the record token and source.
 MODEL_COLUMNS = (
@@ -35,13 +35,13 @@ TF_COLUMNS = ("given_name_token", "family_name_token", "postcode_unit_token")
 BLOOM_COLUMNS = ("given_name_bf", "family_name_bf", "address_bf")
 
 
-def _dice_at_least(column: str, threshold: float, dialect: str) -> str:
-    """SQL: Dice(l.column, r.column) >= threshold, from word-wise popcounts."""
+def _dice_sql(column: str, threshold: float, dialect: str, hardening: str) -> str:
+    """SQL: Dice(l.column, r.column) >= threshold, from word-wise popcounts (as many words as ``hardening`` stores)."""
+    count = bloom_layouts(hardening)[column].words
     if dialect == "spark":
-        words = [f"bit_count({column}_l[{i}] & {column}_r[{i}])" for i in range(BLOOM_LAYOUTS[column].words)]
+        words = [f"bit_count({column}_l[{i}] & {column}_r[{i}])" for i in range(count)]
     else:
-        words = [f"CAST(bit_count({column}_l[{i + 1}] & {column}_r[{i + 1}]) AS INTEGER)"
-                 for i in range(BLOOM_LAYOUTS[column].words)]
+        words = [f"CAST(bit_count({column}_l[{i + 1}] & {column}_r[{i + 1}]) AS INTEGER)" for i in range(count)]
     common = " + ".join(words)
     return f"(2 * ({common}) >= {threshold} * ({column}_bits_l + {column}_bits_r))"
 
@@ -84,7 +84,7 @@ def _fixed(sql: str, label: str, weight: float) -> dict[str, Any]:
                   fix_u_probability=True)
 
 
-def comparisons(dialect: str = "duckdb", households: bool = True) -> list[dict[str, Any]]:
+def comparisons(dialect: str = "duckdb", households: bool = True, hardening: str = "none") -> list[dict[str, Any]]:
     """The comparison definitions, as Splink settings dictionaries.
 
     Two levels encode what Fellegi–Sunter's independence assumption gets wrong inside a household. Relatives share a
@@ -95,8 +95,12 @@ def comparisons(dialect: str = "duckdb", households: bool = True) -> list[dict[s
     name and residence whose dates of birth disagree, are what relatives look like; the fixed ``HOUSEHOLD_WEIGHT``
     cancels that shared evidence and adds the disagreement's own (~6 bits), so only an NHS number can join them.
     Without ``households`` (data in which such pairs are shown to be the same person, see ``link.households``)
-    the two levels are left out and those pairs fall to the ordinary levels below.
+    the two levels are left out and those pairs fall to the ordinary levels below. ``hardening`` is the sources'
+    Bloom-filter hardening, which sets the filters' length.
     """
+    def _dice_at_least(column: str, threshold: float, dialect: str) -> str:
+        return _dice_sql(column, threshold, dialect, hardening)
+
     address_close = f"(address_bf_l IS NOT NULL AND address_bf_r IS NOT NULL AND {_dice_at_least('address_bf', 0.8, dialect)})"
     same_residence = f"({_eq('postcode_unit_token')} OR {address_close})"
     same_household = f"({_eq('family_name_token')} AND {same_residence})"
@@ -268,14 +272,14 @@ def has_household_levels(settings: dict[str, Any]) -> bool:
                for comparison in settings["comparisons"] for level in comparison["comparison_levels"])
 
 
-def settings(dialect: str = "duckdb", households: bool = True) -> dict[str, Any]:
+def settings(dialect: str = "duckdb", households: bool = True, hardening: str = "none") -> dict[str, Any]:
     """The full Splink settings dictionary (untrained)."""
     return {
         "link_type": "dedupe_only",
         "unique_id_column_name": "record_token",
         "source_dataset_column_name": "source",
         "probability_two_random_records_match": 1e-5,
-        "comparisons": comparisons(dialect, households),
+        "comparisons": comparisons(dialect, households, hardening),
         "blocking_rules_to_generate_predictions": [{"blocking_rule": rule.sql()} for rule in BLOCKING_RULES],
         "retain_matching_columns": False,
         "retain_intermediate_calculation_columns": True,

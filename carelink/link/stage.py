@@ -68,6 +68,18 @@ def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
     return nodes, next(iter(key_ids.values()))
 
 
+def node_hardening(folders: list[Path]) -> str:
+    """The Bloom-filter hardening every source's nodes were made with (refusing a mixture: the filters would not
+    compare)."""
+    found = {folder.name: read_parquet_metadata(folder / "nodes.parquet").get("bloom_hardening", "none")
+             for folder in folders}
+    if len(set(found.values())) > 1:
+        listing = ", ".join(f"{name}={hardening}" for name, hardening in sorted(found.items()))
+        raise IntegrityError(f"sources were pseudonymised with different Bloom-filter hardenings ({listing}); "
+                             "re-run them with one linkage.bloom_hardening")
+    return next(iter(found.values()), "none")
+
+
 def model_input(nodes: pl.DataFrame) -> pl.DataFrame:
     """The columns the model needs, with Bloom-filter popcounts precomputed."""
     bits = [
@@ -153,7 +165,7 @@ def _open_linker(frame: pl.DataFrame, config: LinkageConfig, settings: dict[str,
     return Linker(table, settings, log_level=logging.ERROR), db_api
 
 
-def settings_for_engine(settings: dict[str, Any], engine: str) -> dict[str, Any]:
+def settings_for_engine(settings: dict[str, Any], engine: str, hardening: str = "none") -> dict[str, Any]:
     """A trained model's settings with every comparison's SQL written for ``engine``.
 
     The Bloom-filter SQL indexes arrays, 1-based in DuckDB and 0-based in Spark, which SQL translation does not
@@ -162,7 +174,8 @@ def settings_for_engine(settings: dict[str, Any], engine: str) -> dict[str, Any]
     dialect = "spark" if engine == "spark" else "duckdb"
     if settings.get("sql_dialect") == dialect:
         return settings
-    fresh = {c["output_column_name"]: c for c in model.comparisons(dialect, model.has_household_levels(settings))}
+    fresh = {c["output_column_name"]: c
+             for c in model.comparisons(dialect, model.has_household_levels(settings), hardening)}
     comparisons = []
     for comparison in settings["comparisons"]:
         target = fresh.get(comparison["output_column_name"])
@@ -175,30 +188,36 @@ def settings_for_engine(settings: dict[str, Any], engine: str) -> dict[str, Any]
     return {**settings, "comparisons": comparisons, "sql_dialect": dialect}
 
 
-def _stored_model(model_path: Path, key_id: str) -> dict[str, Any]:
+def _stored_model(model_path: Path, key_id: str, hardening: str) -> dict[str, Any]:
     stored = _read_model(model_path)
     if stored["training"]["linkage_key_id"] != key_id:
         raise IntegrityError(f"{model_path}: model was trained on data pseudonymised with key "
                              f"{stored['training']['linkage_key_id']}, this data uses {key_id}; retrain with --retrain")
+    if stored["training"].get("bloom_hardening", "none") != hardening:
+        raise IntegrityError(f"{model_path}: model was trained on Bloom filters hardened "
+                             f"{stored['training'].get('bloom_hardening', 'none')!r}, this data is {hardening!r}; "
+                             "retrain with --retrain")
     return stored
 
 
 def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfig, *, config_digest: str = "") -> Any:
     """Train a new model on every source's nodes and write it to ``model_path``; return the trained linker."""
     nodes, key_id = load_nodes(node_folders)
-    linker, _ = _train_and_save(nodes, model_input(nodes), key_id, model_path, config, config_digest)
+    linker, _ = _train_and_save(nodes, model_input(nodes), key_id, node_hardening(node_folders), model_path, config,
+                                config_digest)
     return linker
 
 
-def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, model_path: Path, config: LinkageConfig,
-                    config_digest: str) -> Any:
+def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, hardening: str, model_path: Path,
+                    config: LinkageConfig, config_digest: str) -> Any:
     dialect = "spark" if config.engine == "spark" else "duckdb"
-    evidence = household_evidence(lambda settings: _open_linker(frame, config, settings)[0], frame, dialect)
+    evidence = household_evidence(lambda settings: _open_linker(frame, config, settings)[0], frame, dialect,
+                                  hardening)
     log.info("link: %s of %s pairs sharing surname and residence with other forenames were the same person "
              "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
              evidence.judged_by, "on" if evidence.relatives_present else "off")
-    linker, db_api = _open_linker(frame, config, model.settings(dialect, evidence.relatives_present))
-    training = train(linker, frame, config) | {"households": evidence.as_dict()}
+    linker, db_api = _open_linker(frame, config, model.settings(dialect, evidence.relatives_present, hardening))
+    training = train(linker, frame, config) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
     linker, db_api = _open_linker(frame, config, u_without_matches(linker.misc.save_model_to_json(None)))
     _write_model(linker, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)
@@ -218,6 +237,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings: dict[str, float] = {}
     started = time.perf_counter()
     nodes, key_id = load_nodes(node_folders)
+    hardening = node_hardening(node_folders)
     frame = with_row_hash(model_input(nodes))
     comparisons = check_blocking_budget(frame, model.BLOCKING_RULES, config.max_comparisons)
     model_path = config.model or state_folder / "model.json"
@@ -225,12 +245,13 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings["load"] = time.perf_counter() - started
     t0 = time.perf_counter()
     if trained:
-        linker, db_api = _train_and_save(nodes, frame.drop("row_hash"), key_id, model_path, config, config_digest)
+        linker, db_api = _train_and_save(nodes, frame.drop("row_hash"), key_id, hardening, model_path, config,
+                                         config_digest)
         timings["train"] = time.perf_counter() - t0
     else:
-        stored = _stored_model(model_path, key_id)
-        linker, db_api = _open_linker(frame.drop("row_hash"), config, settings_for_engine(stored["splink"],
-                                                                                          config.engine))
+        stored = _stored_model(model_path, key_id, hardening)
+        linker, db_api = _open_linker(frame.drop("row_hash"), config,
+                                      settings_for_engine(stored["splink"], config.engine, hardening))
         log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
     t0 = time.perf_counter()
     model_sha = file_sha256(model_path)

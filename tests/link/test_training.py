@@ -46,3 +46,25 @@ def test_models_with_and_without_household_levels_move_between_engines(household
     spark = settings_for_engine(settings, "spark")
     assert model.has_household_levels(spark) is households
     assert "arrays_overlap" in str(spark["comparisons"])
+
+
+def test_sources_with_different_hardenings_are_refused(tmp_path) -> None:
+    import polars as pl
+
+    from carelink.errors import IntegrityError
+    from carelink.link.stage import node_hardening
+    from carelink.tables import write_parquet
+
+    for name, hardening in (("gp", "salted"), ("acute", "none")):
+        meta = {"bloom_hardening": hardening} if hardening != "none" else {}
+        write_parquet(pl.DataFrame({"record_token": ["a"]}), tmp_path / name / "nodes.parquet", meta)
+    assert node_hardening([tmp_path / "gp"]) == "salted"
+    assert node_hardening([tmp_path / "acute"]) == "none"
+    with pytest.raises(IntegrityError, match="acute=none, gp=salted"):
+        node_hardening([tmp_path / "gp", tmp_path / "acute"])
+
+
+def test_hardened_filters_change_the_dice_sql_length() -> None:
+    plain = str(model.comparisons("duckdb", True, "none"))
+    folded = str(model.comparisons("duckdb", True, "xor_fold"))
+    assert "address_bf_l[16]" in plain and "address_bf_l[16]" not in folded and "address_bf_l[8]" in folded
