@@ -22,7 +22,8 @@ def render_html(report: dict[str, Any]) -> str:
     fields = table(["output column", "from", "method", "algorithm", "key ID", "reversible", "values out"], [
         [f"<code>{e(f['column'])}</code>", e(f["from"]), e(f["method"]), e(f["algorithm"]), e(f["key_id"] or "—"),
          e(f["reversible"]), fmt(f["non_null_out"])] for f in report["fields"]])
-    statuses = table(["NHS number status", "records"], [[e(k), fmt(v)] for k, v in report["nhs_number_status"].items()])
+    statuses = table(["NHS number status", "records"], [[e(k), fmt(v)] for k, v in report["nhs_number_status"].items()]
+                     + [["valid, of which in the 999 test range", fmt(report.get("nhs_number_test_range", 0))]])
     anonymity = risk["k_anonymity"]
     sizes = anonymity["class_size_distribution"]
     top = max(sizes.values(), default=1)

@@ -186,5 +186,7 @@ def _report(meta: dict, standardised: pl.DataFrame, nodes: pl.DataFrame, activit
         "dropped_plaintext_fields": dropped,
         "fields": fields,
         "nhs_number_status": dict(sorted(standardised.group_by("nhs_number_status").len().iter_rows())),
+        # Valid numbers in the 999 000 0000-999 999 9999 test range: synthetic or test records, still linked.
+        "nhs_number_test_range": int(standardised["nhs_number"].str.starts_with("999").sum()),
         "leak_scan": scan.to_dict(),
     }

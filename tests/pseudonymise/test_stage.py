@@ -175,6 +175,7 @@ def test_report_counts_equal_hand_computed_values(ingested: Path, out: Path) -> 
     report = json.loads((out / "pseudonymisation_report.json").read_text(encoding="utf-8"))
     assert report["counts"] == {"records_in": 4, "records_out": 4, "activity_rows_out": 3}
     assert report["nhs_number_status"] == {"failed_check_digit": 1, "missing": 1, "valid": 2}
+    assert report["nhs_number_test_range"] == 0  # 9434765919 and 4010232137 are outside 999
     assert report["inputs_sha256"] == {
         "people.csv": file_sha256(ingested.parent.parent / "people.csv"),
         "standardised.parquet": file_sha256(ingested / "standardised.parquet"),
