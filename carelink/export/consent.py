@@ -23,33 +23,43 @@ from carelink.export.purposes import SHIPPED_PURPOSES, PurposeRules
 
 #: Consent columns carried on every node (see ``pseudonymise.features.PASSED_THROUGH``).
 STICKY = ("ndop_opt_out", "type1_opt_out", "sensitive_category")
+#: The consent columns every node carries (``pseudonymise.features.PASSED_THROUGH``), as ``resolve_consent`` reads them.
+CONSENT_COLUMNS = (
+    "ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
+    "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category",
+)
 _NEGATIVE_FIRST = {"refused": 0, "withdrawn": 0, "granted": 1}
+_ROW = "__record_order"
 
 
-def _last_where(value: pl.Expr, condition: pl.Expr, order: list[pl.Expr]) -> pl.Expr:
-    """Within a group: ``value`` of the last row (by ``order``) where ``condition`` holds."""
-    return value.sort_by(order, nulls_last=False).filter(condition.sort_by(order, nulls_last=False)).last()
+def _last_where(records: pl.LazyFrame, condition: pl.Expr, order: list[pl.Expr],
+                values: dict[str, pl.Expr]) -> pl.LazyFrame:
+    """Per person holding a row where ``condition`` holds: ``values`` of the last such row by ``order``.
+
+    Rows tied on every ``order`` key keep their order in ``records`` (the later row wins), as a stable sort within
+    each person would. One sort of the rows that qualify replaces a sort within every person.
+    """
+    last = records.filter(condition).sort([*order, pl.col(_ROW)], nulls_last=False)
+    return last.group_by("person_id").agg(expression.last().alias(name) for name, expression in values.items())
 
 
-def _sticky(flag: str, date_column: str | None) -> list[pl.Expr]:
+def _sticky(records: pl.LazyFrame, flag: str, date_column: str | None) -> tuple[pl.LazyFrame, list[str]]:
     """Any True wins; the decider is the latest dated True (else any True record's source)."""
     is_true = pl.col(flag).fill_null(False)
     order = [pl.col(date_column).is_not_null(), pl.col(date_column), pl.col("source")] if date_column else [pl.col("source")]
-    expressions = [is_true.any().alias(flag), _last_where(pl.col("source"), is_true, order).alias(f"{flag}_source")]
+    values = {flag: pl.lit(True), f"{flag}_source": pl.col("source")}
     if date_column:
-        expressions.append(pl.col(date_column).filter(is_true).max().alias(f"{flag}_date"))
-    return expressions
+        values[f"{flag}_date"] = pl.col(date_column).max()
+    # a person with no True row is False, not null: filled in by resolve_consent
+    return _last_where(records, is_true, order, values), list(values)
 
 
-def _statement(value: str, date_column: str, rank: pl.Expr) -> list[pl.Expr]:
+def _statement(records: pl.LazyFrame, value: str, date_column: str, rank: pl.Expr) -> tuple[pl.LazyFrame, list[str]]:
     """The latest dated statement wins; undated ones lose to dated; ties go to the more restrictive value."""
     stated = pl.col(value).is_not_null()
     order = [pl.col(date_column).is_not_null(), pl.col(date_column), rank, pl.col("source")]
-    return [
-        _last_where(pl.col(value), stated, order).alias(value),
-        _last_where(pl.col(date_column), stated, order).alias(f"{value}_date"),
-        _last_where(pl.col("source"), stated, order).alias(f"{value}_source"),
-    ]
+    values = {value: pl.col(value), f"{value}_date": pl.col(date_column), f"{value}_source": pl.col("source")}
+    return _last_where(records, stated, order, values), list(values)
 
 
 #: How opt-outs resolve unless the pipeline config says otherwise (``consent_resolution``).
@@ -57,12 +67,12 @@ OPT_OUT_MODES = ("sticky", "latest")
 DEFAULT_RESOLUTION = {"ndop_opt_out": "sticky", "type1_opt_out": "sticky"}
 
 
-def _opt_out(flag: str, mode: str) -> list[pl.Expr]:
+def _opt_out(records: pl.LazyFrame, flag: str, mode: str) -> tuple[pl.LazyFrame, list[str]]:
     """``sticky``: an opt-out anywhere applies. ``latest``: the latest dated statement (Y or N) wins, so a later
     recorded withdrawal of the opt-out counts; ties and undated statements resolve to the opt-out (fail safe)."""
     if mode == "sticky":
-        return _sticky(flag, f"{flag}_date")
-    return _statement(flag, f"{flag}_date", pl.col(flag).cast(pl.Int8).fill_null(0))
+        return _sticky(records, flag, f"{flag}_date")
+    return _statement(records, flag, f"{flag}_date", pl.col(flag).cast(pl.Int8).fill_null(0))
 
 
 def resolve_consent(records: pl.DataFrame, resolution: Mapping[str, str] | None = None) -> pl.DataFrame:
@@ -70,14 +80,20 @@ def resolve_consent(records: pl.DataFrame, resolution: Mapping[str, str] | None 
     modes = DEFAULT_RESOLUTION | dict(resolution or {})
     shared_rank = -pl.col("shared_care_consent").replace_strict(_NEGATIVE_FIRST, default=1, return_dtype=pl.Int8)
     research_rank = pl.col("research_consent").cast(pl.Int8).fill_null(1) * -1
-    resolved = records.group_by("person_id").agg(
-        *_opt_out("ndop_opt_out", modes["ndop_opt_out"]),
-        *_opt_out("type1_opt_out", modes["type1_opt_out"]),
-        *_sticky("sensitive_category", None),
-        *_statement("shared_care_consent", "shared_care_consent_date", shared_rank),
-        *_statement("research_consent", "research_consent_date", research_rank),
-    )
-    return resolved.with_columns(pl.col("ndop_opt_out", "type1_opt_out").fill_null(False))
+    rows = records.lazy().select("person_id", "source", *CONSENT_COLUMNS).with_row_index(_ROW)
+    parts = [
+        _opt_out(rows, "ndop_opt_out", modes["ndop_opt_out"]),
+        _opt_out(rows, "type1_opt_out", modes["type1_opt_out"]),
+        _sticky(rows, "sensitive_category", None),
+        _statement(rows, "shared_care_consent", "shared_care_consent_date", shared_rank),
+        _statement(rows, "research_consent", "research_consent_date", research_rank),
+    ]
+    resolved = rows.select("person_id").unique()
+    for part, _ in parts:
+        resolved = resolved.join(part, on="person_id", how="left")
+    columns = [column for _, names in parts for column in names]
+    flags = pl.col("ndop_opt_out", "type1_opt_out", "sensitive_category").fill_null(False)
+    return resolved.select("person_id", *columns).with_columns(flags).collect()
 
 
 def resolution_texts(resolution: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -12,7 +12,7 @@ folder is built aside and renamed into place (``publish.staged_folder``), so a f
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +25,7 @@ from carelink import __version__
 from carelink.config import ExportConfig
 from carelink.errors import ConfigError, DataQualityError
 from carelink.export.consent import (
+    CONSENT_COLUMNS,
     PURPOSES,
     TYPE1_RULE,
     PurposeRules,
@@ -50,6 +51,8 @@ from carelink.tables import write_json, write_parquet, write_text
 
 __all__ = ["ExportResult", "check_reconciles", "export", "pseudonym_map", "recipient_pseudonyms", "verify_export"]
 log = logging.getLogger(__name__)
+_SHA256_BLOCK = 64
+_RANK = "__recipient_rank"
 _ACTIVITY_SCHEMA = {"record_token": pl.String, "source": pl.String, "activity_date": pl.Date, "activity_type": pl.String}
 
 
@@ -65,12 +68,32 @@ class ExportResult:
     folder: Path
 
 
+def _hmac_ids(key: bytes, person_ids: list[str]) -> list[str]:
+    """``"R"`` + the first 10 bytes (hex) of HMAC-SHA256(key, person_id), for each ID.
+
+    The HMAC is built as RFC 2104 defines it from two SHA-256 states keyed once and copied per ID, which gives the
+    bytes of ``hmac.digest`` at well under half its cost per ID.
+    """
+    if len(key) > _SHA256_BLOCK:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(_SHA256_BLOCK, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    ids = []
+    for person_id in person_ids:
+        state = inner.copy()
+        state.update(person_id.encode())
+        digest = outer.copy()
+        digest.update(state.digest())
+        ids.append("R" + digest.digest()[:10].hex())
+    return ids
+
+
 def recipient_pseudonyms(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.Series:
     """Recipient-keyed person IDs: the same person has unrelated IDs for two recipients."""
-    key = export_key.recipient_key(recipient)
-    distinct = person_ids.unique().to_list()
-    mapping = {pid: "R" + hmac.digest(key, pid.encode(), "sha256")[:10].hex() for pid in distinct}
-    return person_ids.replace_strict(mapping, return_dtype=pl.String)
+    distinct = person_ids.unique()
+    pseudonyms = pl.Series(_hmac_ids(export_key.recipient_key(recipient), distinct.to_list()), dtype=pl.String)
+    return person_ids.replace_strict(distinct, pseudonyms, return_dtype=pl.String)
 
 
 def pseudonym_map(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.DataFrame:
@@ -79,43 +102,64 @@ def pseudonym_map(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.
     This is how the hub maps a recipient's IDs back to its registry (and so between two recipients); recipients,
     without the export key, cannot.
     """
+    return _pseudonym_map(person_ids, export_key, recipient).drop(_RANK)
+
+
+def _pseudonym_map(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.DataFrame:
+    """``pseudonym_map`` with ``_RANK``: the dense rank of ``recipient_id``, so that tables can be sorted by the
+    recipient's IDs with an integer key instead of 21-character strings."""
     distinct = person_ids.unique().sort()
-    return pl.DataFrame({"person_id": distinct,
-                         "recipient_id": recipient_pseudonyms(distinct, export_key, recipient)})
+    recipient_ids = pl.Series(_hmac_ids(export_key.recipient_key(recipient), distinct.to_list()), dtype=pl.String)
+    return pl.DataFrame({"person_id": distinct, "recipient_id": recipient_ids,
+                         _RANK: recipient_ids.rank("dense").cast(pl.UInt32)})
+
+
+#: Node columns the export reads (payload for the person table, consent for withholding).
+_NODE_COLUMNS = ("source", "age_band", "postcode_district", *CONSENT_COLUMNS)
 
 
 def _people(person_map: pl.DataFrame, nodes: pl.DataFrame, edges: pl.DataFrame,
             resolution: Mapping[str, str] | None = None) -> pl.DataFrame:
-    records = person_map.select("record_token", "person_id").join(nodes, on="record_token", how="inner")
+    records = person_map.select("record_token", "person_id").join(
+        nodes.select("record_token", *_NODE_COLUMNS), on="record_token", how="inner")
     consent = resolve_consent(records, resolution)
-    describe = records.group_by("person_id").agg(
+    rows = records.lazy()
+    describe = rows.group_by("person_id").agg(
         pl.col("source").unique().sort().alias("sources"),
         pl.len().cast(pl.Int64).alias("records"),
-        pl.col("age_band").drop_nulls().mode().sort().first().alias("age_band"),
-        pl.col("postcode_district").drop_nulls().mode().sort().first().alias("postcode_district"),
     )
+    for column in ("age_band", "postcode_district"):
+        describe = describe.join(_most_frequent(rows, column), on="person_id", how="left")
     weakest = _weakest_links(person_map, edges)
     return (
-        describe.join(consent, on="person_id")
+        describe.join(consent.lazy(), on="person_id")
         .join(weakest, on="person_id", how="left")
         .with_columns(pl.col("sources").list.len().cast(pl.Int64).alias("source_count"))
+        .collect()
     )
 
 
-def _weakest_links(person_map: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
+def _most_frequent(records: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """Per person, the most frequent non-null value of ``column``, the smallest on ties (no row: no value)."""
+    counts = records.filter(pl.col(column).is_not_null()).group_by("person_id", column).len()
+    return counts.group_by("person_id").agg(pl.col(column).filter(pl.col("len") == pl.col("len").max()).min())
+
+
+def _weakest_links(person_map: pl.DataFrame, edges: pl.DataFrame) -> pl.LazyFrame:
     """Per person, how weakly its least-attached record is held: min over records of the record's best edge."""
-    ids = person_map.select("record_token", "person_id")
+    ids = person_map.lazy().select("record_token", "person_id").with_row_index("record")
     inside = (
-        edges.select("record_token_l", "record_token_r", "match_probability")
-        .join(ids.rename({"record_token": "record_token_l"}), on="record_token_l")
-        .join(ids.rename({"record_token": "record_token_r", "person_id": "person_id_r"}), on="record_token_r")
+        edges.lazy().select("record_token_l", "record_token_r", "match_probability")
+        .join(ids.rename({"record_token": "record_token_l", "record": "record_l"}), on="record_token_l")
+        .join(ids.rename({"record_token": "record_token_r", "person_id": "person_id_r", "record": "record_r"}),
+              on="record_token_r")
         .filter(pl.col("person_id") == pl.col("person_id_r"))
     )
     ends = pl.concat([
-        inside.select("person_id", pl.col("record_token_l").alias("record_token"), "match_probability"),
-        inside.select("person_id", pl.col("record_token_r").alias("record_token"), "match_probability"),
+        inside.select("person_id", pl.col("record_l").alias("record"), "match_probability"),
+        inside.select("person_id", pl.col("record_r").alias("record"), "match_probability"),
     ])
-    best = ends.group_by("person_id", "record_token").agg(pl.col("match_probability").max())
+    best = ends.group_by("record").agg(pl.col("person_id").first(), pl.col("match_probability").max())
     return best.group_by("person_id").agg(pl.col("match_probability").min().alias("link_probability"))
 
 

@@ -11,7 +11,27 @@ from carelink.link.model import Block
 
 def comparisons_per_rule(frame: pl.DataFrame, rules: tuple[Block, ...]) -> dict[str, int]:
     """Pairs each rule generates on ``frame`` (before de-duplication across rules)."""
-    return {rule.sql(): rule.pairs(frame) for rule in rules}
+    counted = pl.collect_all([rule.pairs_query(frame.lazy()) for rule in rules])  # one pass, in parallel
+    return {rule.sql(): int(result["pairs"][0] or 0) for rule, result in zip(rules, counted, strict=True)}
+
+
+#: A rule comparing more pairs than this many per record is replaced by its narrower rules (``Block.narrowed``).
+WIDE_RULE_PAIRS_PER_RECORD = 5
+
+
+def choose_rules(frame: pl.DataFrame, rules: tuple[Block, ...]) -> tuple[Block, ...]:
+    """The rules to predict with on ``frame``: each wide rule that has narrower ones is kept while it compares at
+    most ``WIDE_RULE_PAIRS_PER_RECORD`` pairs per record (a small file with dense duplicates), and replaced by them
+    beyond (a population, where names alone would compare people with everyone of a common name)."""
+    wide = [rule for rule in rules if rule.narrowed]
+    counts = comparisons_per_rule(frame, tuple(wide))
+    chosen: list[Block] = []
+    for rule in rules:
+        if rule.narrowed and counts[rule.sql()] > WIDE_RULE_PAIRS_PER_RECORD * frame.height:
+            chosen += [narrow for narrow in rule.narrowed if narrow not in chosen]
+        else:
+            chosen.append(rule)
+    return tuple(chosen)
 
 
 def largest_block(frame: pl.DataFrame, rule: Block) -> tuple[int, dict[str, object]]:

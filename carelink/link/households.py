@@ -28,7 +28,7 @@ HOUSEHOLD_BLOCKS = (
 #: Fewest judged pairs for a verdict.
 MIN_JUDGED = 20
 #: Most pairs worth scoring for the verdict; larger data is sampled by surname (whole households kept together).
-MAX_PAIRS = 2_000_000
+MAX_PAIRS = 200_000
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,8 @@ class Block:
 
     left: tuple[str, ...]
     right: tuple[str, ...] | None = None
+    #: Narrower rules that replace this one where it would compare too many pairs (``blocking.choose_rules``).
+    narrowed: tuple[Block, ...] = ()
 
     @property
     def right_columns(self) -> tuple[str, ...]:
@@ -216,21 +218,27 @@ class Block:
     def sql(self) -> str:
         return " AND ".join(f"l.{a} = r.{b}" for a, b in zip(self.left, self.right_columns, strict=True))
 
-    def pairs(self, frame: pl.DataFrame) -> int:
-        """How many record pairs this rule generates on ``frame`` (before de-duplication across rules)."""
+    def pairs_query(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        """A one-row query: how many record pairs this rule generates (before de-duplication across rules)."""
         left = frame.select(self.left).drop_nulls().group_by(self.left).len("n_left")
         if self.right is None:
-            return int((left["n_left"] * (left["n_left"] - 1) // 2).sum())
+            return left.select((pl.col("n_left").cast(pl.Int64) * (pl.col("n_left") - 1) // 2).sum().alias("pairs"))
         renamed = dict(zip(self.right_columns, self.left, strict=True))
         right = frame.select(self.right_columns).drop_nulls().rename(renamed).group_by(self.left).len("n_right")
         joined = left.join(right, on=list(self.left))
-        return int((joined["n_left"] * joined["n_right"]).sum())
+        return joined.select((pl.col("n_left").cast(pl.Int64) * pl.col("n_right")).sum().alias("pairs"))
+
+    def pairs(self, frame: pl.DataFrame) -> int:
+        """How many record pairs this rule generates on ``frame`` (before de-duplication across rules)."""
+        return int(self.pairs_query(frame.lazy()).collect()["pairs"][0] or 0)
 
 
 BLOCKING_RULES = (
     Block(("nhs_number_token",)),
     Block(("shared_id_token",)),
-    Block(("given_phonetic_token", "family_phonetic_token")),
+    Block(("given_phonetic_token", "family_phonetic_token"), narrowed=(
+        Block(("given_phonetic_token", "family_phonetic_token", "dob_year_token")),
+        Block(("given_phonetic_token", "family_phonetic_token", "postcode_district_token")))),
     Block(("dob_token", "family_phonetic_token")),
     Block(("dob_token", "given_canonical_token")),
     Block(("dob_token", "postcode_unit_token")),
@@ -246,8 +254,10 @@ BLOCKING_RULES = (
     Block(("dob_token", "given_prefix_token")),
     Block(("dob_token", "family_prefix_token")),
     Block(("family_prefix_token", "given_prefix_token", "dob_year_token")),
-    Block(("family_phonetic_token", "dob_month_token", "dob_day_token")),
-    Block(("given_phonetic_token", "dob_month_token", "dob_day_token")),
+    Block(("family_phonetic_token", "dob_month_token", "dob_day_token"), narrowed=(
+        Block(("family_phonetic_token", "given_prefix_token", "dob_month_token", "dob_day_token")),)),
+    Block(("given_phonetic_token", "dob_month_token", "dob_day_token"), narrowed=(
+        Block(("given_phonetic_token", "family_prefix_token", "dob_month_token", "dob_day_token")),)),
 )
 
 #: Deterministic rules for the prior: NHS number and date of birth, or full name and date of birth.
@@ -270,6 +280,11 @@ def has_household_levels(settings: dict[str, Any]) -> bool:
     """Whether a (stored) model was built with the household levels."""
     return any(level.get("label_for_charts") == OTHER_FORENAME
                for comparison in settings["comparisons"] for level in comparison["comparison_levels"])
+
+
+def with_blocking(settings: dict[str, Any], rules: tuple[Block, ...]) -> dict[str, Any]:
+    """``settings`` predicting with ``rules``."""
+    return {**settings, "blocking_rules_to_generate_predictions": [{"blocking_rule": rule.sql()} for rule in rules]}
 
 
 def settings(dialect: str = "duckdb", households: bool = True, hardening: str = "none") -> dict[str, Any]:

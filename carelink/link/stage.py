@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ from carelink import __version__
 from carelink.config import LinkageConfig
 from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.link import model
-from carelink.link.blocking import check_blocking_budget
+from carelink.link.blocking import check_blocking_budget, choose_rules
 from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.households import household_evidence
 from carelink.link.registry import Registry, assign_person_ids
@@ -29,6 +30,8 @@ from carelink.pseudonymise.stage import verify_delivery
 from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet
 
 log = logging.getLogger(__name__)
+#: DuckDB's memory limit unless CARELINK_DUCKDB_MEMORY_LIMIT says otherwise; beyond it DuckDB spills to disk.
+DUCKDB_MEMORY_LIMIT = "3GB"
 MODEL_FORMAT = "carelink-model/1"
 
 
@@ -99,7 +102,7 @@ def _db_api(engine: str):
     from splink import DuckDBAPI
 
     # A memory limit makes DuckDB spill to disk instead of growing until the machine runs out.
-    limit = os.environ.get("CARELINK_DUCKDB_MEMORY_LIMIT", "8GB")
+    limit = os.environ.get("CARELINK_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
     spill = tempfile.mkdtemp(prefix="carelink-duckdb-")
     atexit.register(shutil.rmtree, spill, ignore_errors=True)
     connection = duckdb.connect(config={"memory_limit": limit, "temp_directory": spill})
@@ -156,13 +159,17 @@ def u_without_matches(settings: dict[str, Any], floor: float = 0.25) -> dict[str
     return {**settings, "comparisons": comparisons}
 
 
-def _open_linker(frame: pl.DataFrame, config: LinkageConfig, settings: dict[str, Any]) -> tuple[Any, Any]:
-    """A Splink linker over ``frame`` and the backend it runs on."""
+def _open_backend(frame: pl.DataFrame, config: LinkageConfig) -> tuple[Any, Any]:
+    """The Splink backend for this link (one DuckDB instance, so one memory limit) and ``frame`` registered in it."""
+    db_api = _db_api(config.engine)
+    return db_api, db_api.register(frame.to_arrow(), dataset_display_name="nodes")
+
+
+def _linker(table: Any, settings: dict[str, Any]) -> Any:
+    """A Splink linker with ``settings`` over a registered table."""
     from splink import Linker
 
-    db_api = _db_api(config.engine)
-    table = db_api.register(frame.to_arrow(), dataset_display_name="nodes")
-    return Linker(table, settings, log_level=logging.ERROR), db_api
+    return Linker(table, settings, log_level=logging.ERROR)
 
 
 def settings_for_engine(settings: dict[str, Any], engine: str, hardening: str = "none") -> dict[str, Any]:
@@ -209,16 +216,17 @@ def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfi
 
 
 def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, hardening: str, model_path: Path,
-                    config: LinkageConfig, config_digest: str) -> Any:
+                    config: LinkageConfig, config_digest: str,
+                    rules: tuple[model.Block, ...] = model.BLOCKING_RULES) -> Any:
     dialect = "spark" if config.engine == "spark" else "duckdb"
-    evidence = household_evidence(lambda settings: _open_linker(frame, config, settings)[0], frame, dialect,
-                                  hardening)
+    db_api, table = _open_backend(frame, config)
+    evidence = household_evidence(lambda settings: _linker(table, settings), frame, dialect, hardening)
     log.info("link: %s of %s pairs sharing surname and residence with other forenames were the same person "
              "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
              evidence.judged_by, "on" if evidence.relatives_present else "off")
-    linker, db_api = _open_linker(frame, config, model.settings(dialect, evidence.relatives_present, hardening))
+    linker = _linker(table, model.settings(dialect, evidence.relatives_present, hardening))
     training = train(linker, frame, config) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
-    linker, db_api = _open_linker(frame, config, u_without_matches(linker.misc.save_model_to_json(None)))
+    linker = _linker(table, model.with_blocking(u_without_matches(linker.misc.save_model_to_json(None)), rules))
     _write_model(linker, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)
     return linker, db_api
@@ -239,19 +247,22 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     nodes, key_id = load_nodes(node_folders)
     hardening = node_hardening(node_folders)
     frame = with_row_hash(model_input(nodes))
-    comparisons = check_blocking_budget(frame, model.BLOCKING_RULES, config.max_comparisons)
+    rules = choose_rules(frame, model.BLOCKING_RULES)
+    comparisons = check_blocking_budget(frame, rules, config.max_comparisons)
     model_path = config.model or state_folder / "model.json"
     trained = retrain or not model_path.is_file()
     timings["load"] = time.perf_counter() - started
     t0 = time.perf_counter()
     if trained:
         linker, db_api = _train_and_save(nodes, frame.drop("row_hash"), key_id, hardening, model_path, config,
-                                         config_digest)
+                                         config_digest, rules)
         timings["train"] = time.perf_counter() - t0
     else:
         stored = _stored_model(model_path, key_id, hardening)
-        linker, db_api = _open_linker(frame.drop("row_hash"), config,
-                                      settings_for_engine(stored["splink"], config.engine, hardening))
+        db_api, table = _open_backend(frame.drop("row_hash"), config)
+        linker = _linker(table, model.with_blocking(settings_for_engine(stored["splink"], config.engine, hardening),
+                                                    rules))
+        del table
         log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
     t0 = time.perf_counter()
     model_sha = file_sha256(model_path)
@@ -262,6 +273,8 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     else:
         edges, changed = _rescore_changes(linker, db_api, frame, *baseline)
     timings["predict"] = time.perf_counter() - t0
+    del linker, db_api  # the backend (DuckDB and the memory it holds) is done with before clustering
+    gc.collect()
     t0 = time.perf_counter()
     clusters, cluster_stats = cluster(nodes, edges, config.threshold)
     clusters = clusters.join(nodes.select("record_token", "source"), on="record_token")
