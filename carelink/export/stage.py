@@ -116,6 +116,8 @@ def _pseudonym_map(person_ids: pl.Series, export_key: Key, recipient: str) -> pl
 
 #: Node columns the export reads (payload for the person table, consent for withholding).
 _NODE_COLUMNS = ("source", "age_band", "postcode_district", *CONSENT_COLUMNS)
+#: Up to this many sources, a person's sources are gathered as bits of an integer (else as lists).
+_SOURCE_BITS = 62
 
 
 def _people(person_map: pl.DataFrame, nodes: pl.DataFrame, edges: pl.DataFrame,
@@ -124,42 +126,60 @@ def _people(person_map: pl.DataFrame, nodes: pl.DataFrame, edges: pl.DataFrame,
         nodes.select("record_token", *_NODE_COLUMNS), on="record_token", how="inner")
     consent = resolve_consent(records, resolution)
     rows = records.lazy()
-    describe = rows.group_by("person_id").agg(
-        pl.col("source").unique().sort().alias("sources"),
-        pl.len().cast(pl.Int64).alias("records"),
-    )
-    for column in ("age_band", "postcode_district"):
-        describe = describe.join(_most_frequent(rows, column), on="person_id", how="left")
-    weakest = _weakest_links(person_map, edges)
+    describe = _sources(records).join(_most_frequent(rows, "age_band"), on="person_id", how="left")
+    describe = describe.join(_most_frequent(rows, "postcode_district"), on="person_id", how="left")
     return (
         describe.join(consent.lazy(), on="person_id")
-        .join(weakest, on="person_id", how="left")
+        .join(_weakest_links(person_map, edges), on="person_id", how="left")
         .with_columns(pl.col("sources").list.len().cast(pl.Int64).alias("source_count"))
         .collect()
     )
 
 
+def _sources(records: pl.DataFrame) -> pl.LazyFrame:
+    """Per person, the sorted distinct sources holding it and its number of records.
+
+    Each source is a bit; a person's bits are OR-ed together and the few distinct sets turned back into lists.
+    """
+    names = records["source"].unique().sort()
+    count = pl.len().cast(pl.Int64).alias("records")
+    if names.null_count() or names.len() > _SOURCE_BITS:
+        return records.lazy().group_by("person_id").agg(pl.col("source").unique().sort().alias("sources"), count)
+    bits = [1 << i for i in range(names.len())]
+    held = records.group_by("person_id").agg(
+        pl.col("source").replace_strict(names, bits, return_dtype=pl.Int64).bitwise_or().alias("held"), count)
+    sets = held["held"].unique().to_list()
+    lists = pl.DataFrame({"held": sets, "sources": [[n for n, bit in zip(names, bits) if held & bit] for held in sets]},
+                         schema={"held": pl.Int64, "sources": pl.List(pl.String)})
+    return held.lazy().join(lists.lazy(), on="held", how="left").select("person_id", "sources", "records")
+
+
 def _most_frequent(records: pl.LazyFrame, column: str) -> pl.LazyFrame:
     """Per person, the most frequent non-null value of ``column``, the smallest on ties (no row: no value)."""
     counts = records.filter(pl.col(column).is_not_null()).group_by("person_id", column).len()
-    return counts.group_by("person_id").agg(pl.col(column).filter(pl.col("len") == pl.col("len").max()).min())
+    top = counts.filter(pl.col("len") == pl.col("len").max().over("person_id"))
+    return top.group_by("person_id").agg(pl.col(column).min())
 
 
 def _weakest_links(person_map: pl.DataFrame, edges: pl.DataFrame) -> pl.LazyFrame:
-    """Per person, how weakly its least-attached record is held: min over records of the record's best edge."""
-    ids = person_map.lazy().select("record_token", "person_id").with_row_index("record")
-    inside = (
-        edges.lazy().select("record_token_l", "record_token_r", "match_probability")
-        .join(ids.rename({"record_token": "record_token_l", "record": "record_l"}), on="record_token_l")
-        .join(ids.rename({"record_token": "record_token_r", "person_id": "person_id_r", "record": "record_r"}),
-              on="record_token_r")
-        .filter(pl.col("person_id") == pl.col("person_id_r"))
-    )
-    ends = pl.concat([
+    """Per person, how weakly its least-attached record is held: min over records of the record's best edge.
+
+    Records are numbered (their row in ``person_map``); both ends of every edge are looked up in one join.
+    """
+    ids = person_map.select("record_token", "person_id").with_row_index("record")
+    pairs = edges.select("record_token_l", "record_token_r", "match_probability")
+    ends = pl.concat([pairs["record_token_l"], pairs["record_token_r"]]).alias("record_token").to_frame()
+    ends = ends.join(ids, on="record_token", how="left", maintain_order="left")
+    half = pairs.height
+    left, right = ends.slice(0, half), ends.slice(half, half)
+    inside = pl.DataFrame({
+        "person_id": left["person_id"], "record_l": left["record"], "record_r": right["record"],
+        "match_probability": pairs["match_probability"],
+    }).lazy().filter(pl.col("person_id") == right["person_id"])
+    best = pl.concat([
         inside.select("person_id", pl.col("record_l").alias("record"), "match_probability"),
         inside.select("person_id", pl.col("record_r").alias("record"), "match_probability"),
-    ])
-    best = ends.group_by("record").agg(pl.col("person_id").first(), pl.col("match_probability").max())
+    ]).group_by("record").agg(pl.col("person_id").first(), pl.col("match_probability").max())
     return best.group_by("person_id").agg(pl.col("match_probability").min().alias("link_probability"))
 
 
@@ -178,6 +198,15 @@ def purpose_rules(export: ExportConfig, purposes: Mapping[str, PurposeRules] = P
         return rules.under_legal_basis(export.legal_basis)
     except ValueError as exc:
         raise ConfigError(None, "exports.legal_basis", str(exc)) from None
+
+
+def _record_map(person_map: pl.DataFrame, nodes: pl.DataFrame) -> pl.DataFrame:
+    """The registry with each record's sealed identifiers (none: the registry as it is, record tokens being unique
+    among nodes)."""
+    sealed = [c for c in nodes.columns if c.endswith("_sealed")]
+    if not sealed:
+        return person_map
+    return person_map.join(nodes.select("record_token", *sealed), on="record_token", how="left")
 
 
 def _rekey(frame: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
@@ -203,20 +232,28 @@ def _activity_outcomes(activity: dict[str, pl.DataFrame], person_map: pl.DataFra
     return joined.with_columns(reason.alias("withheld_reason")).drop("type1_opt_out")
 
 
-def _tables(rules: PurposeRules, people: pl.DataFrame, person_map: pl.DataFrame, outcomes: pl.DataFrame,
+def _tables(rules: PurposeRules, people: pl.DataFrame, person_map: pl.DataFrame | None, outcomes: pl.DataFrame,
             sources: list[str], ids: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict[str, ProtectedTable]]:
-    """Every table of the export by its path in the folder, and the summary tables with their suppression counts."""
+    """Every table of the export by its path in the folder, and the summary tables with their suppression counts.
+
+    ``ids`` is ``_pseudonym_map``: tables are sorted by the recipient's ``person_id`` through its integer rank.
+    ``person_map`` (with any sealed columns) is needed only where the purpose receives the record map.
+    """
     included = people.filter(pl.col("withheld_reason").is_null())
-    person = _rekey(included, ids).select(list(PersonExport.to_schema().columns)).sort("person_id")
-    exported = _rekey(outcomes.filter(pl.col("withheld_reason").is_null()), ids).select(
-        list(ActivityExport.to_schema().columns)).sort("source", "person_id", "activity_date", "activity_type")
+    person = _rekey(included, ids).sort(_RANK).select(list(PersonExport.to_schema().columns))
+    activity_columns = list(ActivityExport.to_schema().columns)
+    exported = _rekey(outcomes.filter(pl.col("withheld_reason").is_null()), ids).select(*activity_columns, _RANK)
+    by_source = exported.partition_by("source", as_dict=True)
     tables = {"person.parquet": person}
-    tables |= {f"activity/{source}.parquet": exported.filter(pl.col("source") == source) for source in sources}
-    if rules.record_map:
+    for source in sources:
+        rows = by_source.get((source,), exported.clear())
+        tables[f"activity/{source}.parquet"] = rows.sort(_RANK, "activity_date", "activity_type").select(activity_columns)
+    if rules.record_map and person_map is not None:
         sealed = [c for c in person_map.columns if c.endswith("_sealed") and person_map[c].is_not_null().any()]
         records = _rekey(person_map.select("person_id", "source", "record_token", *sealed), ids)
         columns = [c for c in RecordMapExport.to_schema().columns if c in records.columns]
-        tables["record_map.parquet"] = records.select(columns).sort("person_id", "source", "record_token")
+        tables["record_map.parquet"] = records.sort(_RANK, "source", "record_token").select(columns)
+    exported = exported.drop(_RANK)
     summaries = {spec.name: summary_table(person if spec.table == "person" else exported, spec) for spec in SUMMARIES}
     tables |= {spec.file: summaries[spec.name].frame for spec in SUMMARIES}
     return tables, summaries
@@ -259,10 +296,9 @@ def export(export: ExportConfig, out_folder: Path, *, person_map: pl.DataFrame, 
     people = _people(person_map, nodes, edges, consent_resolution)
     people = people.join(withheld_reasons(people, rules), on="person_id")
     outcomes = _activity_outcomes(activity, person_map, people, rules, type1_sources)
-    ids = pseudonym_map(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient)
-    sealed = [c for c in nodes.columns if c.endswith("_sealed")]
-    record_map = person_map.join(nodes.select("record_token", *sealed), on="record_token", how="left")
-    tables, summaries = _tables(rules, people, record_map, outcomes, sorted(activity), ids)
+    ids = _pseudonym_map(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient)
+    tables, summaries = _tables(rules, people, _record_map(person_map, nodes) if rules.record_map else None, outcomes,
+                                sorted(activity), ids)
     _validate(tables, where)
     report = export_report(resolution=resolution_texts(consent_resolution),
                            recipient=export.recipient, legal_basis=export.legal_basis, rules=rules, people=people,
