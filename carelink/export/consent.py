@@ -30,6 +30,7 @@ CONSENT_COLUMNS = (
 )
 _NEGATIVE_FIRST = {"refused": 0, "withdrawn": 0, "granted": 1}
 _ROW = "__record_order"
+_PERSON = "__person"
 
 
 def _last_where(records: pl.LazyFrame, condition: pl.Expr, order: list[pl.Expr],
@@ -40,7 +41,7 @@ def _last_where(records: pl.LazyFrame, condition: pl.Expr, order: list[pl.Expr],
     each person would. One sort of the rows that qualify replaces a sort within every person.
     """
     last = records.filter(condition).sort([*order, pl.col(_ROW)], nulls_last=False)
-    return last.group_by("person_id").agg(expression.last().alias(name) for name, expression in values.items())
+    return last.group_by(_PERSON).agg(expression.last().alias(name) for name, expression in values.items())
 
 
 def _sticky(records: pl.LazyFrame, flag: str, date_column: str | None) -> tuple[pl.LazyFrame, list[str]]:
@@ -75,12 +76,14 @@ def _opt_out(records: pl.LazyFrame, flag: str, mode: str) -> tuple[pl.LazyFrame,
     return _statement(records, flag, f"{flag}_date", pl.col(flag).cast(pl.Int8).fill_null(0))
 
 
-def resolve_consent(records: pl.DataFrame, resolution: Mapping[str, str] | None = None) -> pl.DataFrame:
-    """One row per ``person_id`` with resolved flags and the source (and date) that decided each."""
+def resolve_consent(records: pl.DataFrame, resolution: Mapping[str, str] | None = None, *,
+                    by: str = "person_id") -> pl.DataFrame:
+    """One row per person (``by``: the column naming them) with resolved flags and the source (and date) that
+    decided each."""
     modes = DEFAULT_RESOLUTION | dict(resolution or {})
     shared_rank = -pl.col("shared_care_consent").replace_strict(_NEGATIVE_FIRST, default=1, return_dtype=pl.Int8)
     research_rank = pl.col("research_consent").cast(pl.Int8).fill_null(1) * -1
-    rows = records.lazy().select("person_id", "source", *CONSENT_COLUMNS).with_row_index(_ROW)
+    rows = records.lazy().select(pl.col(by).alias(_PERSON), "source", *CONSENT_COLUMNS).with_row_index(_ROW)
     parts = [
         _opt_out(rows, "ndop_opt_out", modes["ndop_opt_out"]),
         _opt_out(rows, "type1_opt_out", modes["type1_opt_out"]),
@@ -88,12 +91,12 @@ def resolve_consent(records: pl.DataFrame, resolution: Mapping[str, str] | None 
         _statement(rows, "shared_care_consent", "shared_care_consent_date", shared_rank),
         _statement(rows, "research_consent", "research_consent_date", research_rank),
     ]
-    resolved = rows.select("person_id").unique()
+    resolved = rows.select(_PERSON).unique()
     for part, _ in parts:
-        resolved = resolved.join(part, on="person_id", how="left")
+        resolved = resolved.join(part, on=_PERSON, how="left")
     columns = [column for _, names in parts for column in names]
     flags = pl.col("ndop_opt_out", "type1_opt_out", "sensitive_category").fill_null(False)
-    return resolved.select("person_id", *columns).with_columns(flags).collect()
+    return resolved.select(pl.col(_PERSON).alias(by), *columns).with_columns(flags).collect()
 
 
 def resolution_texts(resolution: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -142,10 +145,15 @@ TYPE1_RULE = WithholdingRule("GP Type 1 objection", "honours_type1", "type1_opt_
 PURPOSES = SHIPPED_PURPOSES
 
 
-def withheld_reasons(people: pl.DataFrame, rules: PurposeRules) -> pl.DataFrame:
-    """Per person, the first reason the purpose withholds them (null when included)."""
+def withheld_reason(rules: PurposeRules) -> pl.Expr:
+    """The first reason the purpose withholds a person (null when included), over resolved consent columns."""
     reason = pl.lit(None, dtype=pl.String)
     for rule in reversed(PERSON_RULES):
         if getattr(rules, rule.flag):
             reason = pl.when(rule.condition).then(pl.lit(rule.reason)).otherwise(reason)
-    return people.select("person_id", reason.alias("withheld_reason"))
+    return reason.alias("withheld_reason")
+
+
+def withheld_reasons(people: pl.DataFrame, rules: PurposeRules) -> pl.DataFrame:
+    """Per person, the first reason the purpose withholds them (null when included)."""
+    return people.select("person_id", withheld_reason(rules))

@@ -8,13 +8,15 @@ An export folder holds ``person.parquet``, ``activity/<source>.parquet`` (one fi
 date), ``record_map.parquet`` where the purpose allows it, disclosure-controlled ``summary/*.parquet``, the data
 dictionary, the export report and ``manifest.json``. Every table is validated before anything is written, and the
 folder is built aside and renamed into place (``publish.staged_folder``), so a failure never leaves half an export.
+
+:func:`export_all` makes every export of a run and computes what they share (the people table, each activity row's
+person) once; :func:`export` makes one.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,15 +26,9 @@ import polars as pl
 from carelink import __version__
 from carelink.config import ExportConfig
 from carelink.errors import ConfigError, DataQualityError
-from carelink.export.consent import (
-    CONSENT_COLUMNS,
-    PURPOSES,
-    TYPE1_RULE,
-    PurposeRules,
-    resolution_texts,
-    resolve_consent,
-    withheld_reasons,
-)
+from carelink.export.consent import PURPOSES, TYPE1_RULE, PurposeRules, resolution_texts, withheld_reason
+from carelink.export.people import people_table
+from carelink.export.pseudonyms import RANK, keyed_ids, pseudonym_map, recipient_pseudonyms
 from carelink.export.publish import MANIFEST, file_entries, staged_folder
 from carelink.export.report import UNLINKED, export_report, report_markdown
 from carelink.export.schema import (
@@ -49,10 +45,9 @@ from carelink.export.verify import verify_export
 from carelink.keys import Key
 from carelink.tables import write_json, write_parquet, write_text
 
-__all__ = ["ExportResult", "check_reconciles", "export", "pseudonym_map", "recipient_pseudonyms", "verify_export"]
+__all__ = ["ExportResult", "check_reconciles", "export", "export_all", "pseudonym_map", "recipient_pseudonyms",
+           "verify_export"]
 log = logging.getLogger(__name__)
-_SHA256_BLOCK = 64
-_RANK = "__recipient_rank"
 _ACTIVITY_SCHEMA = {"record_token": pl.String, "source": pl.String, "activity_date": pl.Date, "activity_type": pl.String}
 
 
@@ -68,119 +63,17 @@ class ExportResult:
     folder: Path
 
 
-def _hmac_ids(key: bytes, person_ids: list[str]) -> list[str]:
-    """``"R"`` + the first 10 bytes (hex) of HMAC-SHA256(key, person_id), for each ID.
+@dataclass(frozen=True)
+class _Shared:
+    """What every export of a run starts from, whatever its purpose and recipient."""
 
-    The HMAC is built as RFC 2104 defines it from two SHA-256 states keyed once and copied per ID, which gives the
-    bytes of ``hmac.digest`` at well under half its cost per ID.
-    """
-    if len(key) > _SHA256_BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_SHA256_BLOCK, b"\0")
-    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
-    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
-    ids = []
-    for person_id in person_ids:
-        state = inner.copy()
-        state.update(person_id.encode())
-        digest = outer.copy()
-        digest.update(state.digest())
-        ids.append("R" + digest.digest()[:10].hex())
-    return ids
-
-
-def recipient_pseudonyms(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.Series:
-    """Recipient-keyed person IDs: the same person has unrelated IDs for two recipients."""
-    distinct = person_ids.unique()
-    pseudonyms = pl.Series(_hmac_ids(export_key.recipient_key(recipient), distinct.to_list()), dtype=pl.String)
-    return person_ids.replace_strict(distinct, pseudonyms, return_dtype=pl.String)
-
-
-def pseudonym_map(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.DataFrame:
-    """Registry ``person_id`` → the recipient's ``recipient_id``, for the distinct IDs given.
-
-    This is how the hub maps a recipient's IDs back to its registry (and so between two recipients); recipients,
-    without the export key, cannot.
-    """
-    return _pseudonym_map(person_ids, export_key, recipient).drop(_RANK)
-
-
-def _pseudonym_map(person_ids: pl.Series, export_key: Key, recipient: str) -> pl.DataFrame:
-    """``pseudonym_map`` with ``_RANK``: the dense rank of ``recipient_id``, so that tables can be sorted by the
-    recipient's IDs with an integer key instead of 21-character strings."""
-    distinct = person_ids.unique().sort()
-    recipient_ids = pl.Series(_hmac_ids(export_key.recipient_key(recipient), distinct.to_list()), dtype=pl.String)
-    return pl.DataFrame({"person_id": distinct, "recipient_id": recipient_ids,
-                         _RANK: recipient_ids.rank("dense").cast(pl.UInt32)})
-
-
-#: Node columns the export reads (payload for the person table, consent for withholding).
-_NODE_COLUMNS = ("source", "age_band", "postcode_district", *CONSENT_COLUMNS)
-#: Up to this many sources, a person's sources are gathered as bits of an integer (else as lists).
-_SOURCE_BITS = 62
-
-
-def _people(person_map: pl.DataFrame, nodes: pl.DataFrame, edges: pl.DataFrame,
-            resolution: Mapping[str, str] | None = None) -> pl.DataFrame:
-    records = person_map.select("record_token", "person_id").join(
-        nodes.select("record_token", *_NODE_COLUMNS), on="record_token", how="inner")
-    consent = resolve_consent(records, resolution)
-    rows = records.lazy()
-    describe = _sources(records).join(_most_frequent(rows, "age_band"), on="person_id", how="left")
-    describe = describe.join(_most_frequent(rows, "postcode_district"), on="person_id", how="left")
-    return (
-        describe.join(consent.lazy(), on="person_id")
-        .join(_weakest_links(person_map, edges), on="person_id", how="left")
-        .with_columns(pl.col("sources").list.len().cast(pl.Int64).alias("source_count"))
-        .collect()
-    )
-
-
-def _sources(records: pl.DataFrame) -> pl.LazyFrame:
-    """Per person, the sorted distinct sources holding it and its number of records.
-
-    Each source is a bit; a person's bits are OR-ed together and the few distinct sets turned back into lists.
-    """
-    names = records["source"].unique().sort()
-    count = pl.len().cast(pl.Int64).alias("records")
-    if names.null_count() or names.len() > _SOURCE_BITS:
-        return records.lazy().group_by("person_id").agg(pl.col("source").unique().sort().alias("sources"), count)
-    bits = [1 << i for i in range(names.len())]
-    held = records.group_by("person_id").agg(
-        pl.col("source").replace_strict(names, bits, return_dtype=pl.Int64).bitwise_or().alias("held"), count)
-    sets = held["held"].unique().to_list()
-    lists = pl.DataFrame({"held": sets, "sources": [[n for n, bit in zip(names, bits) if held & bit] for held in sets]},
-                         schema={"held": pl.Int64, "sources": pl.List(pl.String)})
-    return held.lazy().join(lists.lazy(), on="held", how="left").select("person_id", "sources", "records")
-
-
-def _most_frequent(records: pl.LazyFrame, column: str) -> pl.LazyFrame:
-    """Per person, the most frequent non-null value of ``column``, the smallest on ties (no row: no value)."""
-    counts = records.filter(pl.col(column).is_not_null()).group_by("person_id", column).len()
-    top = counts.filter(pl.col("len") == pl.col("len").max().over("person_id"))
-    return top.group_by("person_id").agg(pl.col(column).min())
-
-
-def _weakest_links(person_map: pl.DataFrame, edges: pl.DataFrame) -> pl.LazyFrame:
-    """Per person, how weakly its least-attached record is held: min over records of the record's best edge.
-
-    Records are numbered (their row in ``person_map``); both ends of every edge are looked up in one join.
-    """
-    ids = person_map.select("record_token", "person_id").with_row_index("record")
-    pairs = edges.select("record_token_l", "record_token_r", "match_probability")
-    ends = pl.concat([pairs["record_token_l"], pairs["record_token_r"]]).alias("record_token").to_frame()
-    ends = ends.join(ids, on="record_token", how="left", maintain_order="left")
-    half = pairs.height
-    left, right = ends.slice(0, half), ends.slice(half, half)
-    inside = pl.DataFrame({
-        "person_id": left["person_id"], "record_l": left["record"], "record_r": right["record"],
-        "match_probability": pairs["match_probability"],
-    }).lazy().filter(pl.col("person_id") == right["person_id"])
-    best = pl.concat([
-        inside.select("person_id", pl.col("record_l").alias("record"), "match_probability"),
-        inside.select("person_id", pl.col("record_r").alias("record"), "match_probability"),
-    ]).group_by("record").agg(pl.col("person_id").first(), pl.col("match_probability").max())
-    return best.group_by("person_id").agg(pl.col("match_probability").min().alias("link_probability"))
+    person_map: pl.DataFrame
+    nodes: pl.DataFrame
+    people: pl.DataFrame  # people_table: one row per person, consent resolved, nobody withheld yet
+    activity: pl.DataFrame  # every activity row received, with its registry person_id (null: not in the registry)
+    sources: list[str]
+    type1_sources: frozenset[str]
+    consent_resolution: Mapping[str, str] | None
 
 
 def purpose_rules(export: ExportConfig, purposes: Mapping[str, PurposeRules] = PURPOSES) -> PurposeRules:
@@ -200,9 +93,33 @@ def purpose_rules(export: ExportConfig, purposes: Mapping[str, PurposeRules] = P
         raise ConfigError(None, "exports.legal_basis", str(exc)) from None
 
 
+def _activity_rows(activity: dict[str, pl.DataFrame], person_map: pl.DataFrame) -> pl.DataFrame:
+    """Every activity row received (source from its delivery), with its registry ``person_id``."""
+    frames = [rows.select("record_token", pl.lit(source).alias("source"), "activity_date", "activity_type")
+              for source, rows in sorted(activity.items())]
+    rows = pl.concat(frames) if frames else pl.DataFrame(schema=_ACTIVITY_SCHEMA)
+    return rows.join(person_map.select("record_token", "person_id"), on="record_token", how="left")
+
+
+def _activity_outcomes(rows: pl.DataFrame, people: pl.DataFrame, ids: pl.DataFrame, rules: PurposeRules,
+                       type1_sources: frozenset[str]) -> pl.DataFrame:
+    """Every activity row received, with its registry person, why it is withheld (null: exported) and, where the
+    person is exported, the recipient's ``recipient_id`` and its ``RANK``."""
+    persons = people.select("person_id", "withheld_reason", "type1_opt_out").join(ids, on="person_id", how="left")
+    joined = rows.join(persons, on="person_id", how="left")
+    type1 = pl.lit(False)
+    if getattr(rules, TYPE1_RULE.flag):
+        type1 = TYPE1_RULE.condition & pl.col("source").is_in(sorted(type1_sources))
+    reason = (pl.when(pl.col("person_id").is_null()).then(pl.lit(UNLINKED))
+              .when(pl.col("withheld_reason").is_not_null()).then(pl.col("withheld_reason"))
+              .when(type1).then(pl.lit(TYPE1_RULE.reason))
+              .otherwise(pl.lit(None, dtype=pl.String)))
+    return joined.with_columns(reason.alias("withheld_reason")).drop("type1_opt_out")
+
+
 def _record_map(person_map: pl.DataFrame, nodes: pl.DataFrame) -> pl.DataFrame:
-    """The registry with each record's sealed identifiers (none: the registry as it is, record tokens being unique
-    among nodes)."""
+    """The registry with each record's sealed identifiers (no sealed column: the registry as it is, record tokens
+    being unique among nodes)."""
     sealed = [c for c in nodes.columns if c.endswith("_sealed")]
     if not sealed:
         return person_map
@@ -214,46 +131,30 @@ def _rekey(frame: pl.DataFrame, ids: pl.DataFrame) -> pl.DataFrame:
     return frame.join(ids, on="person_id").drop("person_id").rename({"recipient_id": "person_id"})
 
 
-def _activity_outcomes(activity: dict[str, pl.DataFrame], person_map: pl.DataFrame, people: pl.DataFrame,
-                       rules: PurposeRules, type1_sources: frozenset[str]) -> pl.DataFrame:
-    """Every activity row received, with its registry person and why it is withheld (null: exported)."""
-    frames = [rows.select("record_token", pl.lit(source).alias("source"), "activity_date", "activity_type")
-              for source, rows in sorted(activity.items())]
-    rows = pl.concat(frames) if frames else pl.DataFrame(schema=_ACTIVITY_SCHEMA)
-    joined = (rows.join(person_map.select("record_token", "person_id"), on="record_token", how="left")
-              .join(people.select("person_id", "withheld_reason", "type1_opt_out"), on="person_id", how="left"))
-    type1 = pl.lit(False)
-    if getattr(rules, TYPE1_RULE.flag):
-        type1 = TYPE1_RULE.condition & pl.col("source").is_in(sorted(type1_sources))
-    reason = (pl.when(pl.col("person_id").is_null()).then(pl.lit(UNLINKED))
-              .when(pl.col("withheld_reason").is_not_null()).then(pl.col("withheld_reason"))
-              .when(type1).then(pl.lit(TYPE1_RULE.reason))
-              .otherwise(pl.lit(None, dtype=pl.String)))
-    return joined.with_columns(reason.alias("withheld_reason")).drop("type1_opt_out")
-
-
-def _tables(rules: PurposeRules, people: pl.DataFrame, person_map: pl.DataFrame | None, outcomes: pl.DataFrame,
+def _tables(rules: PurposeRules, people: pl.DataFrame, record_map: pl.DataFrame | None, outcomes: pl.DataFrame,
             sources: list[str], ids: pl.DataFrame) -> tuple[dict[str, pl.DataFrame], dict[str, ProtectedTable]]:
     """Every table of the export by its path in the folder, and the summary tables with their suppression counts.
 
-    ``ids`` is ``_pseudonym_map``: tables are sorted by the recipient's ``person_id`` through its integer rank.
-    ``person_map`` (with any sealed columns) is needed only where the purpose receives the record map.
+    ``ids`` comes from ``pseudonyms.keyed_ids``: tables sort by the recipient's ``person_id`` through its ``RANK``.
+    ``record_map`` (the registry with any sealed columns) is needed only where the purpose receives the record map.
     """
     included = people.filter(pl.col("withheld_reason").is_null())
-    person = _rekey(included, ids).sort(_RANK).select(list(PersonExport.to_schema().columns))
+    person = (ids.sort(RANK).join(included, on="person_id", maintain_order="left")
+              .drop("person_id").rename({"recipient_id": "person_id"}).select(list(PersonExport.to_schema().columns)))
     activity_columns = list(ActivityExport.to_schema().columns)
-    exported = _rekey(outcomes.filter(pl.col("withheld_reason").is_null()), ids).select(*activity_columns, _RANK)
+    exported = outcomes.filter(pl.col("withheld_reason").is_null()).select(
+        pl.col("recipient_id").alias("person_id"), *activity_columns[1:], RANK)
     by_source = exported.partition_by("source", as_dict=True)
     tables = {"person.parquet": person}
     for source in sources:
         rows = by_source.get((source,), exported.clear())
-        tables[f"activity/{source}.parquet"] = rows.sort(_RANK, "activity_date", "activity_type").select(activity_columns)
-    if rules.record_map and person_map is not None:
-        sealed = [c for c in person_map.columns if c.endswith("_sealed") and person_map[c].is_not_null().any()]
-        records = _rekey(person_map.select("person_id", "source", "record_token", *sealed), ids)
+        tables[f"activity/{source}.parquet"] = rows.sort(RANK, "activity_date", "activity_type").select(activity_columns)
+    if rules.record_map and record_map is not None:
+        sealed = [c for c in record_map.columns if c.endswith("_sealed") and record_map[c].is_not_null().any()]
+        records = _rekey(record_map.select("person_id", "source", "record_token", *sealed), ids)
         columns = [c for c in RecordMapExport.to_schema().columns if c in records.columns]
-        tables["record_map.parquet"] = records.sort(_RANK, "source", "record_token").select(columns)
-    exported = exported.drop(_RANK)
+        tables["record_map.parquet"] = records.sort(RANK, "source", "record_token").select(columns)
+    exported = exported.drop(RANK)
     summaries = {spec.name: summary_table(person if spec.table == "person" else exported, spec) for spec in SUMMARIES}
     tables |= {spec.file: summaries[spec.name].frame for spec in SUMMARIES}
     return tables, summaries
@@ -290,19 +191,52 @@ def export(export: ExportConfig, out_folder: Path, *, person_map: pl.DataFrame, 
         type1_sources: Sources that record GP Type 1 objections; a Type 1 objection withholds their activity for
             purposes that honour it.
         purposes: The purposes an export may name (shipped and the partnership's own).
+        consent_resolution: How opt-outs resolve (``consent.DEFAULT_RESOLUTION`` where not given).
     """
     rules = purpose_rules(export, purposes)
+    shared = _shared(person_map, nodes, activity, edges, type1_sources, consent_resolution)
+    return _export_one(export, rules, out_folder, shared, export_key, provenance)
+
+
+def export_all(exports: Sequence[ExportConfig], out_folder: Path, *, person_map: pl.DataFrame,
+               nodes: pl.DataFrame, activity: dict[str, pl.DataFrame], edges: pl.DataFrame, export_key: Key,
+               provenance: dict, type1_sources: frozenset[str] = frozenset(),
+               purposes: Mapping[str, PurposeRules] = PURPOSES,
+               consent_resolution: Mapping[str, str] | None = None) -> list[ExportResult]:
+    """Every export of a run, each as :func:`export` makes it (the same bytes), the work they share done once.
+
+    Every export's purpose is checked before anything is computed or written. Arguments as for :func:`export`.
+
+    Raises:
+        ConfigError: If an export names an unknown purpose, or a legal basis its purpose does not accept.
+    """
+    rules = [purpose_rules(target, purposes) for target in exports]
+    shared = _shared(person_map, nodes, activity, edges, type1_sources, consent_resolution)
+    return [_export_one(target, target_rules, out_folder, shared, export_key, provenance)
+            for target, target_rules in zip(exports, rules, strict=True)]
+
+
+def _shared(person_map: pl.DataFrame, nodes: pl.DataFrame, activity: dict[str, pl.DataFrame], edges: pl.DataFrame,
+            type1_sources: frozenset[str], consent_resolution: Mapping[str, str] | None) -> _Shared:
+    return _Shared(person_map=person_map, nodes=nodes,
+                   people=people_table(person_map, nodes, edges, consent_resolution),
+                   activity=_activity_rows(activity, person_map), sources=sorted(activity),
+                   type1_sources=type1_sources, consent_resolution=consent_resolution)
+
+
+def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, shared: _Shared, export_key: Key,
+                provenance: dict) -> ExportResult:
+    """Build, validate and publish one export from the shared inputs."""
     where = f"{export.recipient}/{export.purpose}"
-    people = _people(person_map, nodes, edges, consent_resolution)
-    people = people.join(withheld_reasons(people, rules), on="person_id")
-    outcomes = _activity_outcomes(activity, person_map, people, rules, type1_sources)
-    ids = _pseudonym_map(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient)
-    tables, summaries = _tables(rules, people, _record_map(person_map, nodes) if rules.record_map else None, outcomes,
-                                sorted(activity), ids)
+    people = shared.people.with_columns(withheld_reason(rules))
+    ids = keyed_ids(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient)
+    outcomes = _activity_outcomes(shared.activity, people, ids, rules, shared.type1_sources)
+    record_map = _record_map(shared.person_map, shared.nodes) if rules.record_map else None
+    tables, summaries = _tables(rules, people, record_map, outcomes, shared.sources, ids)
     _validate(tables, where)
-    report = export_report(resolution=resolution_texts(consent_resolution),
+    report = export_report(resolution=resolution_texts(shared.consent_resolution),
                            recipient=export.recipient, legal_basis=export.legal_basis, rules=rules, people=people,
-                           records=person_map.select("person_id"), activity=outcomes, summaries=summaries)
+                           records=shared.person_map.select("person_id"), activity=outcomes, summaries=summaries)
     meta = {"schema_version": SCHEMA_VERSION, "recipient": export.recipient, "purpose": export.purpose,
             "legal_basis": export.legal_basis, "export_key_id": export_key.key_id, **provenance}
     dictionary = data_dictionary(rules)

@@ -10,6 +10,7 @@ registry, edges inside and across people, and purposes that withhold nobody, som
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ import polars as pl
 import pytest
 
 from carelink.config import ExportConfig
-from carelink.export import consent, stage
+from carelink.errors import ConfigError
+from carelink.export import consent, people, pseudonyms, stage
 from carelink.export.purposes import SHIPPED_PURPOSES, parse_purpose
 from carelink.keys import Key
 
@@ -129,7 +131,7 @@ def test_people_are_byte_identical_too() -> None:
     """The intermediate person table (before withholding) matches row for row, once sorted."""
     inputs = partnership(3)
     for resolution in RESOLUTIONS:
-        new = stage._people(inputs["person_map"], inputs["nodes"], inputs["edges"], resolution)
+        new = people.people_table(inputs["person_map"], inputs["nodes"], inputs["edges"], resolution)
         old = frozen_stage._people(inputs["person_map"], inputs["nodes"], inputs["edges"], resolution)
         assert new.columns == old.columns
         assert new.sort("person_id").equals(old.sort("person_id"))
@@ -143,3 +145,73 @@ def test_consent_resolution_matches_the_reference(resolution: dict | None) -> No
     old = frozen_consent.resolve_consent(records, resolution)
     assert new.schema == old.schema
     assert new.sort("person_id").equals(old.sort("person_id"))
+
+
+def test_an_empty_partnership_matches_the_reference(tmp_path: Path) -> None:
+    inputs = partnership(5, people=10)
+    empty = {"person_map": inputs["person_map"].clear(), "nodes": inputs["nodes"].clear(),
+             "edges": inputs["edges"].clear(), "activity": {s: rows.clear() for s, rows in inputs["activity"].items()}}
+    for target in EXPORTS[:2]:
+        written = {}
+        for name, module in (("new", stage), ("reference", frozen_stage)):
+            result = module.export(target, tmp_path / name, export_key=KEY, provenance={"partnership": "test"},
+                                   purposes=PURPOSES, **empty)
+            written[name] = _files(result.folder)
+        assert written["new"] == written["reference"], target
+
+
+@pytest.mark.parametrize("change", ["token_twice", "null_source", "many_sources", "hash_collision"])
+def test_people_on_the_fallback_paths_match_the_reference(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry holding a token twice (edges then join by token), a node without a source or more sources than
+    the bits of an integer (sources then gather as lists), person IDs whose hashes collide (people then numbered
+    by their IDs)."""
+    inputs = partnership(6, people=300)
+    person_map, nodes = inputs["person_map"], inputs["nodes"]
+    if change == "hash_collision":
+        monkeypatch.setattr(pl.Series, "hash", lambda self, *args, **kwargs: (self.str.len_bytes() % 3).cast(pl.UInt64))
+    elif change == "token_twice":
+        person_map = pl.concat([person_map, person_map.head(50).with_columns(pl.lit("P9999999").alias("person_id"))])
+    elif change == "null_source":
+        nodes = nodes.with_columns(pl.when(pl.int_range(pl.len()) % 7 == 0).then(None).otherwise(pl.col("source"))
+                                   .alias("source"))
+    else:
+        nodes = nodes.with_columns(("s" + (pl.int_range(pl.len()) % 70).cast(pl.String)).alias("source"))
+    new = people.people_table(person_map, nodes, inputs["edges"])
+    old = frozen_stage._people(person_map, nodes, inputs["edges"])
+    assert new.columns == old.columns
+    assert new.sort("person_id").equals(old.sort("person_id"))
+
+
+@pytest.mark.parametrize("key", [b"", bytes(range(32)), bytes(range(64)), bytes(range(100))])
+def test_digests_are_hmac_sha256(key: bytes) -> None:
+    ids = ["P1", "P0000001", "é-ü", "x" * 300, ""]
+    assert pseudonyms._digests(key, ids) == [hmac.digest(key, i.encode(), "sha256")[:10] for i in ids]
+
+
+def test_dense_rank_orders_as_the_recipient_ids() -> None:
+    rng = np.random.default_rng(7)
+    digests = [bytes(rng.integers(0, 3, 10, dtype=np.uint8)) for _ in range(500)]  # many ties, some equal
+    ids = pseudonyms._recipient_ids(digests)
+    assert pseudonyms._dense_rank(digests).to_list() == ids.rank("dense").cast(pl.UInt32).to_list()
+    assert ids.to_list() == ["R" + d.hex() for d in digests]
+
+
+def test_export_all_writes_what_each_reference_export_writes(tmp_path: Path) -> None:
+    inputs = partnership(8)
+    options = {"export_key": KEY, "type1_sources": frozenset({"gp"}), "provenance": {"partnership": "test"},
+               "purposes": PURPOSES, **inputs}
+    results = stage.export_all(EXPORTS, tmp_path / "all", **options)
+    assert [(r.recipient, r.purpose) for r in results] == [(e.recipient, e.purpose) for e in EXPORTS]
+    for target, result in zip(EXPORTS, results, strict=True):
+        reference = frozen_stage.export(target, tmp_path / "reference", **options)
+        assert _files(result.folder) == _files(reference.folder), target
+        assert (result.people, result.people_withheld, result.activity_rows) == (
+            reference.people, reference.people_withheld, reference.activity_rows)
+
+
+def test_export_all_checks_every_purpose_before_writing(tmp_path: Path) -> None:
+    inputs = partnership(9, people=20)
+    with pytest.raises(ConfigError, match="unknown purpose"):
+        stage.export_all([EXPORTS[0], ExportConfig("ics", "marketing")], tmp_path, export_key=KEY,
+                         provenance={}, purposes=PURPOSES, **inputs)
+    assert list(tmp_path.iterdir()) == []

@@ -10,8 +10,9 @@ from typing import Any
 
 import polars as pl
 
-from .consent import PERSON_RULES, RESOLUTION, TYPE1_RULE, WithholdingRule
 from carelink.export.purposes import PurposeRules
+
+from .consent import PERSON_RULES, RESOLUTION, TYPE1_RULE, WithholdingRule
 from .summaries import ProtectedTable
 
 #: Activity rows whose record has no person (never expected: the export stage checks reconciliation first).

@@ -8,6 +8,7 @@ import pandera.polars as pa
 import polars as pl
 
 from carelink.export.purposes import PurposeRules
+
 from .summaries import ROUND_TO, SUMMARIES, SUPPRESS_BELOW, SummarySpec
 
 SCHEMA_VERSION = "export/3"

@@ -24,6 +24,10 @@ import polars as pl
 from carelink import __version__
 from carelink.config import ExportConfig
 from carelink.errors import ConfigError, DataQualityError
+from carelink.export.verify import verify_export
+from carelink.keys import Key
+from carelink.tables import write_json, write_parquet, write_text
+
 from .consent import (
     PURPOSES,
     TYPE1_RULE,
@@ -44,9 +48,6 @@ from .schema import (
     table_schema,
 )
 from .summaries import SUMMARIES, ProtectedTable, summary_table
-from carelink.export.verify import verify_export
-from carelink.keys import Key
-from carelink.tables import write_json, write_parquet, write_text
 
 __all__ = ["ExportResult", "check_reconciles", "export", "pseudonym_map", "recipient_pseudonyms", "verify_export"]
 log = logging.getLogger(__name__)
