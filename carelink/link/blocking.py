@@ -16,13 +16,13 @@ def comparisons_per_rule(frame: pl.DataFrame, rules: tuple[Block, ...]) -> dict[
 
 
 #: A rule comparing more pairs than this many per record is replaced by its narrower rules (``Block.narrowed``).
-WIDE_RULE_PAIRS_PER_RECORD = 5
+WIDE_RULE_PAIRS_PER_RECORD = 2
 
 
 def choose_rules(frame: pl.DataFrame, rules: tuple[Block, ...]) -> tuple[Block, ...]:
     """The rules to predict with on ``frame``: each wide rule that has narrower ones is kept while it compares at
-    most ``WIDE_RULE_PAIRS_PER_RECORD`` pairs per record (a small file with dense duplicates), and replaced by them
-    beyond (a population, where names alone would compare people with everyone of a common name)."""
+    most ``WIDE_RULE_PAIRS_PER_RECORD`` pairs per record (a small file, or one with dense duplicates), and replaced by them
+    beyond (a large population, where a birth date or a street alone would compare thousands of people)."""
     wide = [rule for rule in rules if rule.narrowed]
     counts = comparisons_per_rule(frame, tuple(wide))
     chosen: list[Block] = []

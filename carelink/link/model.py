@@ -240,20 +240,32 @@ BLOCKING_RULES = (
         Block(("given_phonetic_token", "family_phonetic_token", "dob_year_token")),
         Block(("given_phonetic_token", "family_phonetic_token", "postcode_district_token")))),
     Block(("dob_token", "family_phonetic_token")),
-    Block(("dob_token", "given_canonical_token")),
+    Block(("dob_token", "given_canonical_token"), narrowed=(
+        Block(("dob_token", "given_canonical_token", "postcode_district_token")),
+        Block(("dob_token", "given_canonical_token", "family_prefix_token")))),
     Block(("dob_token", "postcode_unit_token")),
     Block(("postcode_unit_token", "given_canonical_token")),
-    Block(("family_name_token", "given_canonical_token", "dob_year_token")),
+    Block(("family_name_token", "given_canonical_token", "dob_year_token"), narrowed=(
+        Block(("family_name_token", "given_canonical_token", "dob_year_token", "postcode_district_token")),
+        Block(("family_name_token", "given_canonical_token", "dob_year_token", "dob_month_token")))),
     Block(("dob_token", "family_phonetic_token"), ("dob_swapped_token", "family_phonetic_token")),
     Block(("dob_swapped_token", "family_phonetic_token"), ("dob_token", "family_phonetic_token")),
     # Splink scores each pair once, one way round: a rule joining different columns needs its mirror too.
     Block(("given_as_name_token", "dob_token"), ("family_as_name_token", "dob_token")),
     Block(("family_as_name_token", "dob_token"), ("given_as_name_token", "dob_token")),
-    Block(("given_as_name_token", "family_as_name_token"), ("family_as_name_token", "given_as_name_token")),
-    Block(("premises_token",)),
-    Block(("dob_token", "given_prefix_token")),
-    Block(("dob_token", "family_prefix_token")),
-    Block(("family_prefix_token", "given_prefix_token", "dob_year_token")),
+    Block(("given_as_name_token", "family_as_name_token"), ("family_as_name_token", "given_as_name_token"), narrowed=(
+        Block(("given_as_name_token", "family_as_name_token", "dob_year_token"),
+              ("family_as_name_token", "given_as_name_token", "dob_year_token")),)),
+    Block(("premises_token",), narrowed=(
+        Block(("premises_token", "family_prefix_token")), Block(("premises_token", "given_prefix_token")),
+        Block(("premises_token", "dob_year_token")))),
+    Block(("dob_token", "given_prefix_token"), narrowed=(
+        Block(("dob_token", "given_prefix_token", "postcode_district_token")),)),
+    Block(("dob_token", "family_prefix_token"), narrowed=(
+        Block(("dob_token", "family_prefix_token", "postcode_district_token")),)),
+    Block(("family_prefix_token", "given_prefix_token", "dob_year_token"), narrowed=(
+        Block(("family_prefix_token", "given_prefix_token", "dob_year_token", "postcode_district_token")),
+        Block(("family_prefix_token", "given_prefix_token", "dob_year_token", "dob_month_token")))),
     Block(("family_phonetic_token", "dob_month_token", "dob_day_token"), narrowed=(
         Block(("family_phonetic_token", "given_prefix_token", "dob_month_token", "dob_day_token")),)),
     Block(("given_phonetic_token", "dob_month_token", "dob_day_token"), narrowed=(
