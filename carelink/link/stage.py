@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import gc
+import itertools
 import json
 import logging
 import os
@@ -92,21 +93,27 @@ def model_input(nodes: pl.DataFrame) -> pl.DataFrame:
     return nodes.select("record_token", "source", *model.MODEL_COLUMNS).with_columns(bits)
 
 
-def _db_api(engine: str):
-    """The Splink backend for ``engine``: DuckDB embedded, or Spark."""
+def _duckdb_connection() -> Any:
+    """One embedded DuckDB instance: a memory limit makes it spill to disk instead of growing until the machine runs
+    out, and a link opens one instance, so the limit holds for the whole link."""
+    import duckdb
+
+    limit = os.environ.get("CARELINK_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
+    spill = tempfile.mkdtemp(prefix="carelink-duckdb-")
+    atexit.register(shutil.rmtree, spill, ignore_errors=True)
+    return duckdb.connect(config={"memory_limit": limit, "temp_directory": spill})
+
+
+def _db_api(engine: str, connection: Any = None):
+    """A Splink backend for ``engine``: DuckDB embedded (on ``connection`` when given), or Spark. Each linker gets its
+    own backend object, because Splink caches intermediate tables per backend by name, not by settings."""
     if engine == "spark":
         from carelink.link.spark import spark_api
 
         return spark_api()
-    import duckdb
     from splink import DuckDBAPI
 
-    # A memory limit makes DuckDB spill to disk instead of growing until the machine runs out.
-    limit = os.environ.get("CARELINK_DUCKDB_MEMORY_LIMIT", DUCKDB_MEMORY_LIMIT)
-    spill = tempfile.mkdtemp(prefix="carelink-duckdb-")
-    atexit.register(shutil.rmtree, spill, ignore_errors=True)
-    connection = duckdb.connect(config={"memory_limit": limit, "temp_directory": spill})
-    return DuckDBAPI(connection=connection)
+    return DuckDBAPI(connection=connection if connection is not None else _duckdb_connection())
 
 
 def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, Any]:
@@ -159,10 +166,11 @@ def u_without_matches(settings: dict[str, Any], floor: float = 0.25) -> dict[str
     return {**settings, "comparisons": comparisons}
 
 
-def _open_backend(frame: pl.DataFrame, config: LinkageConfig) -> tuple[Any, Any]:
-    """The Splink backend for this link (one DuckDB instance, so one memory limit) and ``frame`` registered in it."""
-    db_api = _db_api(config.engine)
-    return db_api, db_api.register(frame.to_arrow(), dataset_display_name="nodes")
+def _open_backend(frame: pl.DataFrame, config: LinkageConfig, connection: Any = None,
+                  name: str = "nodes") -> tuple[Any, Any]:
+    """A Splink backend and ``frame`` registered in it as ``name`` (unique within ``connection``)."""
+    db_api = _db_api(config.engine, connection)
+    return db_api, db_api.register(frame.to_arrow(), dataset_display_name=name)
 
 
 def _linker(table: Any, settings: dict[str, Any]) -> Any:
@@ -219,14 +227,21 @@ def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, harde
                     config: LinkageConfig, config_digest: str,
                     rules: tuple[model.Block, ...] = model.BLOCKING_RULES) -> Any:
     dialect = "spark" if config.engine == "spark" else "duckdb"
-    db_api, table = _open_backend(frame, config)
-    evidence = household_evidence(lambda settings: _linker(table, settings), frame, dialect, hardening)
+    connection = None if config.engine == "spark" else _duckdb_connection()
+
+    opened = itertools.count()
+
+    def fresh_linker(settings: dict[str, Any]) -> tuple[Any, Any]:
+        db_api, table = _open_backend(frame, config, connection, f"nodes_{next(opened)}")
+        return _linker(table, settings), db_api
+
+    evidence = household_evidence(lambda settings: fresh_linker(settings)[0], frame, dialect, hardening)
     log.info("link: %s of %s pairs sharing surname and residence with other forenames were the same person "
              "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
              evidence.judged_by, "on" if evidence.relatives_present else "off")
-    linker = _linker(table, model.settings(dialect, evidence.relatives_present, hardening))
+    linker, _ = fresh_linker(model.settings(dialect, evidence.relatives_present, hardening))
     training = train(linker, frame, config) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
-    linker = _linker(table, model.with_blocking(u_without_matches(linker.misc.save_model_to_json(None)), rules))
+    linker, db_api = fresh_linker(model.with_blocking(u_without_matches(linker.misc.save_model_to_json(None)), rules))
     _write_model(linker, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)
     return linker, db_api
