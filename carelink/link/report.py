@@ -85,8 +85,9 @@ def build_report(*, nodes: pl.DataFrame, edges: pl.DataFrame, person_map: pl.Dat
                         "one record whose name and date of birth match theirs exactly (a relative's number?): check "
                         "those records at source")
     if cluster_stats.get("ambiguous_records_left_alone"):
-        warnings.append(f"{cluster_stats['ambiguous_records_left_alone']:,} records without an NHS number linked about "
-                        "as strongly to two people with different NHS numbers and were left on their own")
+        warnings.append(f"{cluster_stats['ambiguous_records_left_alone']:,} records linked about as strongly to two "
+                        "people with different NHS numbers (a shared nickname, a relative's number) and were left on "
+                        "their own")
     mw_columns = [c for c in edges.columns if c.startswith("mw_") and not c.startswith("mw_tf_adj")]
     sample = _sample_links(edges, threshold)
     return {
