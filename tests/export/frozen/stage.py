@@ -24,6 +24,18 @@ import polars as pl
 from carelink import __version__
 from carelink.config import ExportConfig
 from carelink.errors import ConfigError, DataQualityError
+from carelink.export.publish import MANIFEST, file_entries, staged_folder
+from carelink.export.report import UNLINKED, export_report, report_markdown
+from carelink.export.schema import (
+    SCHEMA_VERSION,
+    ActivityExport,
+    PersonExport,
+    RecordMapExport,
+    data_dictionary,
+    dictionary_markdown,
+    table_schema,
+)
+from carelink.export.summaries import SUMMARIES, ProtectedTable, summary_table
 from carelink.export.verify import verify_export
 from carelink.keys import Key
 from carelink.tables import write_json, write_parquet, write_text
@@ -36,18 +48,6 @@ from .consent import (
     resolve_consent,
     withheld_reasons,
 )
-from .publish import MANIFEST, file_entries, staged_folder
-from .report import UNLINKED, export_report, report_markdown
-from .schema import (
-    SCHEMA_VERSION,
-    ActivityExport,
-    PersonExport,
-    RecordMapExport,
-    data_dictionary,
-    dictionary_markdown,
-    table_schema,
-)
-from .summaries import SUMMARIES, ProtectedTable, summary_table
 
 __all__ = ["ExportResult", "check_reconciles", "export", "pseudonym_map", "recipient_pseudonyms", "verify_export"]
 log = logging.getLogger(__name__)
