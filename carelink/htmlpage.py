@@ -9,7 +9,7 @@ import html
 from typing import Any
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Arial,sans-serif;margin:2rem;color:#1d2433;max-width:1100px}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,Arial,sans-serif;margin:2rem;color:#1d2433;max-width:1400px}.nowrap{white-space:nowrap}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #d0d7e2;padding-bottom:.3rem}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{padding:.25rem .6rem;border-bottom:1px solid #e6eaf0;
 text-align:left;vertical-align:middle}th{background:#f3f6fa}.num{text-align:right;font-variant-numeric:tabular-nums}

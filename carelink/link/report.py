@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,14 @@ def link_rates(nodes: pl.DataFrame, person_map: pl.DataFrame, by: str) -> list[d
     sizes = person_map.group_by("person_id").len("person_records")
     frame = nodes.select("record_token", by).join(person_map.select("record_token", "person_id"), on="record_token")
     frame = frame.join(sizes, on="person_id").with_columns((pl.col("person_records") > 1).alias("linked"))
-    rates = frame.group_by(by).agg(pl.len().alias("records"), pl.col("linked").mean().alias("link_rate")).sort(by)
-    return rates.to_dicts()
+    rates = frame.group_by(by).agg(pl.len().alias("records"), pl.col("linked").mean().alias("link_rate"))
+    return sorted(rates.to_dicts(), key=lambda r: _natural_key(r[by]))
+
+
+def _natural_key(label: Any) -> tuple:
+    """Sort labels as people read them (``5-9`` before ``10-14``), missing last."""
+    parts = re.split(r"(\d+)", str(label))
+    return (label is None, [int(p) if i % 2 else p for i, p in enumerate(parts)])
 
 
 def histogram(values: pl.Series, edges: list[float]) -> list[dict[str, Any]]:
@@ -152,7 +159,7 @@ def render_html(report: dict[str, Any]) -> str:
     for key, title in (("link_rate_by_source", "source"), ("link_rate_by_source_kind", "source kind"),
                        ("link_rate_by_age_band", "age band")):
         column = {"source": "source", "source kind": "source_kind", "age band": "age_band"}[title]
-        rows = "".join(f"<tr><td>{e(str(r[column]))}</td><td class=num>{r['records']:,}</td>"
+        rows = "".join(f"<tr><td>{e('unknown' if r[column] is None else str(r[column]))}</td><td class=num>{r['records']:,}</td>"
                        f"<td class=num>{r['link_rate']:.1%}</td><td>{bar(r['link_rate'], 1, 200)}</td></tr>"
                        for r in report[key])
         rate_tables += (f"<h3>by {e(title)}</h3><table><tr><th>{e(title)}</th><th>records</th><th>linked</th><th></th>"

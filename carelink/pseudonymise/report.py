@@ -20,8 +20,9 @@ def render_html(report: dict[str, Any]) -> str:
                '<div class="warn">Leak scan FAILED: ' + e(", ".join(f"{x['table']}.{x['column']} ({x['cells']} cells)"
                                                           for x in scan["leaks"])) + ". Nothing was published.</div>")
     fields = table(["output column", "from", "method", "algorithm", "key ID", "reversible", "values out"], [
-        [f"<code>{e(f['column'])}</code>", e(f["from"]), e(f["method"]), e(f["algorithm"]), e(f["key_id"] or "—"),
-         e(f["reversible"]), fmt(f["non_null_out"])] for f in report["fields"]])
+        [f"<code>{e(f['column'])}</code>", e(f["from"]), e(f["method"]), e(f["algorithm"]),
+         f'<span class=nowrap>{e(f["key_id"] or "—")}</span>', e(f["reversible"]),
+         fmt(f["non_null_out"])] for f in report["fields"]])
     statuses = table(["NHS number status", "records"], [[e(k), fmt(v)] for k, v in report["nhs_number_status"].items()]
                      + [["valid, of which in the 999 test range", fmt(report.get("nhs_number_test_range", 0))]])
     anonymity = risk["k_anonymity"]
