@@ -27,6 +27,7 @@ from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.households import household_evidence
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
+from carelink.link.scoring import PairScorer, with_node_ids
 from carelink.pseudonymise.stage import verify_delivery
 from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet
 
@@ -269,26 +270,18 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings["load"] = time.perf_counter() - started
     t0 = time.perf_counter()
     if trained:
-        linker, db_api = _train_and_save(nodes, frame.drop("row_hash"), key_id, hardening, model_path, config,
-                                         config_digest, rules)
+        _train_and_save(nodes, frame.drop("row_hash"), key_id, hardening, model_path, config, config_digest, rules)
+        gc.collect()  # the training backend is gone before scoring opens its own
         timings["train"] = time.perf_counter() - t0
-    else:
-        stored = _stored_model(model_path, key_id, hardening)
-        db_api, table = _open_backend(frame.drop("row_hash"), config)
-        linker = _linker(table, model.with_blocking(settings_for_engine(stored["splink"], config.engine, hardening),
-                                                    rules))
-        del table
+    stored = _stored_model(model_path, key_id, hardening)
+    if not trained:
         log.info("link: loaded the model trained on %s (%s)", stored["training"]["trained_at"], model_path)
+    settings = model.with_blocking(settings_for_engine(stored["splink"], config.engine, hardening), rules)
     t0 = time.perf_counter()
     model_sha = file_sha256(model_path)
     baseline = _previous_scores(previous, model_sha) if incremental and not trained else None
-    if baseline is None:
-        edges = _tidy_edges(_as_polars(linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")))
-        changed = frame.height
-    else:
-        edges, changed = _rescore_changes(linker, db_api, frame, *baseline)
+    edges, changed = _score(frame, settings, rules, config, baseline)
     timings["predict"] = time.perf_counter() - t0
-    del linker, db_api  # the backend (DuckDB and the memory it holds) is done with before clustering
     gc.collect()
     t0 = time.perf_counter()
     clusters, cluster_stats = cluster(nodes, edges, config.threshold)
@@ -331,27 +324,55 @@ def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFram
     return pl.read_parquet(previous / "population.parquet"), pl.read_parquet(previous / "edges.parquet")
 
 
-def _rescore_changes(linker: Any, db_api: Any, frame: pl.DataFrame, population: pl.DataFrame,
-                     old_edges: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Keep last run's scores among unchanged records; score new and changed records against everyone."""
-    unchanged_ids = frame.join(population, on=["record_token", "row_hash"], how="semi").select("record_token")
-    changed = frame.join(unchanged_ids, on="record_token", how="anti").drop("row_hash")
-    unchanged = frame.join(unchanged_ids, on="record_token", how="semi").drop("row_hash")
-    kept = old_edges.join(unchanged_ids.rename({"record_token": "record_token_l"}), on="record_token_l", how="semi")
-    kept = kept.join(unchanged_ids.rename({"record_token": "record_token_r"}), on="record_token_r", how="semi")
-    if changed.height == 0:
-        return kept, 0
+def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Block, ...], config: LinkageConfig,
+           baseline: tuple[pl.DataFrame, pl.DataFrame] | None) -> tuple[pl.DataFrame, int]:
+    """Scored pairs of ``frame`` (at p >= 0.5) and how many records were scored afresh.
+
+    With ``baseline`` (the last run's population and edges, made with this model), last run's scores are kept among
+    records unchanged since, and only pairs touching a new or changed record are scored.
+    """
+    if baseline is None:
+        changed, kept = None, None
+    else:
+        population, old_edges = baseline
+        unchanged = frame.join(population, on=["record_token", "row_hash"], how="semi")["record_token"]
+        changed = ~frame["record_token"].is_in(unchanged.implode())
+        kept = old_edges.filter(pl.col("record_token_l").is_in(unchanged.implode())
+                                & pl.col("record_token_r").is_in(unchanged.implode()))
+        if not changed.any():
+            return kept, 0
+    scoring = frame.drop("row_hash")
+    if config.engine == "spark":
+        fresh = _score_with_splink_blocking(scoring, settings, config, changed)
+    else:
+        scoring = with_node_ids(scoring if changed is None else scoring.with_columns(changed.alias("changed")))
+        db_api, table = _open_backend(scoring, config)
+        fresh = PairScorer(db_api, table, scoring, settings).score(
+            rules, touching=None if changed is None else "changed")
+    if kept is None:
+        return fresh, frame.height
+    assert changed is not None
+    edges = pl.concat([kept, fresh.select(kept.columns)], how="vertical_relaxed")
+    return edges.sort("record_token_l", "record_token_r"), int(changed.sum())
+
+
+def _score_with_splink_blocking(frame: pl.DataFrame, settings: dict[str, Any], config: LinkageConfig,
+                                changed: pl.Series | None) -> pl.DataFrame:
+    """Scored pairs with Splink generating the candidates (the Spark backend): everything, or with ``changed`` the
+    changed records within themselves and against the unchanged (term-frequency tables of the whole population)."""
+    db_api, table = _open_backend(frame, config)
+    linker = _linker(table, settings)
+    if changed is None:
+        return _tidy_edges(_as_polars(linker.inference.predict(threshold_match_probability=0.5, warning_mode="never")))
     for column in model.TF_COLUMNS:
         linker.table_management.compute_tf_table(column)
-    changed_sdf = db_api.register(changed.to_arrow())
+    changed_sdf = db_api.register(frame.filter(changed).to_arrow())
     scored = [linker.inference.predict_within(changed_sdf, threshold_match_probability=0.5, warning_mode="never")]
-    if unchanged.height:
-        unchanged_sdf = db_api.register(unchanged.to_arrow())
+    if not changed.all():
+        unchanged_sdf = db_api.register(frame.filter(~changed).to_arrow())
         scored.append(linker.inference.predict_between(changed_sdf, unchanged_sdf, threshold_match_probability=0.5,
                                                        warning_mode="never"))
-    fresh = pl.concat([_tidy_edges(_as_polars(sdf)) for sdf in scored], how="diagonal_relaxed")
-    edges = pl.concat([kept, fresh], how="diagonal_relaxed").select(kept.columns)
-    return edges.sort("record_token_l", "record_token_r"), changed.height
+    return pl.concat([_tidy_edges(_as_polars(sdf)) for sdf in scored], how="diagonal_relaxed")
 
 
 def _as_polars(sdf: Any) -> pl.DataFrame:
