@@ -197,8 +197,8 @@ def train(config: Path, workspace: Path) -> None:
         run_ = space.latest_run()
         model_path = settings.linkage.model or space.state / "model.json"
         folders = [run_.pseudonymise / source.name for source in settings.sources]
-        linker = train_model(folders, model_path, settings.linkage, config_digest=settings.digest())
-    prior = linker.misc.save_model_to_json(None)["probability_two_random_records_match"]
+        trained = train_model(folders, model_path, settings.linkage, config_digest=settings.digest())
+    prior = trained["probability_two_random_records_match"]
     click.echo(f"trained on run {run_.run_id}: model written to {model_path} (prior match probability {prior:.3g})")
 
 

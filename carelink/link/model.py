@@ -278,9 +278,12 @@ DETERMINISTIC_RULES = (
     Block(("shared_id_token", "dob_token")),
     Block(("given_name_token", "family_name_token", "dob_token")),
 )
-#: EM training blocks; each leaves different comparisons free to be estimated.
+#: EM training blocks; each leaves different comparisons free to be estimated. Splink estimates a comparison only in
+#: blocks that use none of its columns, and the forename comparison's household level reads the surname, residence,
+#: birth-date and NHS-number tokens: the first block joins on the birth date's parts (the same pairs as the whole
+#: date), so the forename is estimated there rather than left on Splink's defaults.
 EM_BLOCKS = (
-    Block(("dob_token",)),
+    Block(("dob_year_token", "dob_month_token", "dob_day_token")),
     Block(("postcode_unit_token", "given_first_token")),
     Block(("nhs_number_token",)),
     Block(("shared_id_token",)),

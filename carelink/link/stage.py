@@ -27,7 +27,7 @@ from carelink.link.clustering import ClusterStats, cluster
 from carelink.link.households import household_evidence
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
-from carelink.link.scoring import PairScorer, with_node_ids
+from carelink.link.scoring import NODE_ID, PairScorer, with_node_ids
 from carelink.pseudonymise.stage import verify_delivery
 from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet
 
@@ -216,36 +216,42 @@ def _stored_model(model_path: Path, key_id: str, hardening: str) -> dict[str, An
     return stored
 
 
-def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfig, *, config_digest: str = "") -> Any:
-    """Train a new model on every source's nodes and write it to ``model_path``; return the trained linker."""
+def train_model(node_folders: list[Path], model_path: Path, config: LinkageConfig, *,
+                config_digest: str = "") -> dict[str, Any]:
+    """Train a new model on every source's nodes and write it to ``model_path``; return its Splink settings."""
     nodes, key_id = load_nodes(node_folders)
-    linker, _ = _train_and_save(nodes, model_input(nodes), key_id, node_hardening(node_folders), model_path, config,
-                                config_digest)
-    return linker
+    return _train_and_save(nodes, model_input(nodes), key_id, node_hardening(node_folders), model_path, config,
+                           config_digest)
 
 
 def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, hardening: str, model_path: Path,
                     config: LinkageConfig, config_digest: str,
-                    rules: tuple[model.Block, ...] = model.BLOCKING_RULES) -> Any:
+                    rules: tuple[model.Block, ...] = model.BLOCKING_RULES) -> dict[str, Any]:
+    """Decide the household levels, train, write ``model.json``; return the trained Splink settings.
+
+    Splink works on integer node ids (its sampling and pair filters compare unique ids); the stored model names the
+    record token, as the nodes do.
+    """
     dialect = "spark" if config.engine == "spark" else "duckdb"
     connection = None if config.engine == "spark" else _duckdb_connection()
-
+    frame = with_node_ids(frame)
     opened = itertools.count()
 
-    def fresh_linker(settings: dict[str, Any]) -> tuple[Any, Any]:
-        db_api, table = _open_backend(frame, config, connection, f"nodes_{next(opened)}")
-        return _linker(table, settings), db_api
+    def fresh_linker(settings: dict[str, Any]) -> Any:
+        _, table = _open_backend(frame, config, connection, f"nodes_{next(opened)}")
+        return _linker(table, {**settings, "unique_id_column_name": NODE_ID})
 
-    evidence = household_evidence(lambda settings: fresh_linker(settings)[0], frame, dialect, hardening)
+    evidence = household_evidence(fresh_linker, frame, dialect, hardening)
     log.info("link: %s of %s pairs sharing surname and residence with other forenames were the same person "
              "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
              evidence.judged_by, "on" if evidence.relatives_present else "off")
-    linker, _ = fresh_linker(model.settings(dialect, evidence.relatives_present, hardening))
+    linker = fresh_linker(model.settings(dialect, evidence.relatives_present, hardening))
     training = train(linker, frame, config) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
-    linker, db_api = fresh_linker(model.with_blocking(u_without_matches(linker.misc.save_model_to_json(None)), rules))
-    _write_model(linker, model_path, nodes, key_id, config_digest, training)
+    trained = u_without_matches(linker.misc.save_model_to_json(None))
+    settings = model.with_blocking({**trained, "unique_id_column_name": "record_token"}, rules)
+    _write_model(settings, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)
-    return linker, db_api
+    return settings
 
 
 def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config: LinkageConfig, *, run_id: str,
@@ -391,11 +397,10 @@ def _tidy_edges(edges: pl.DataFrame) -> pl.DataFrame:
     return tidy.sort("record_token_l", "record_token_r")
 
 
-def _write_model(linker: Any, path: Path, nodes: pl.DataFrame, key_id: str, config_digest: str,
+def _write_model(splink_settings: dict[str, Any], path: Path, nodes: pl.DataFrame, key_id: str, config_digest: str,
                  training: dict[str, Any]) -> None:
     import splink
 
-    splink_settings = linker.misc.save_model_to_json(None)
     document = {
         "format": MODEL_FORMAT,
         "training": {
