@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import polars as pl
+import math
 
-from carelink.link.clustering import cluster
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from carelink.link.clustering import _EXCUSING, AMBIGUITY_BITS, ClusterStats, cluster
 
 NAME = {"given_name_token": 1, "family_name_token": 2, "dob_token": 3}
 
@@ -73,3 +78,163 @@ def test_a_twins_number_under_the_other_twins_name_joins_neither() -> None:
     clusters, stats = cluster(nodes, edges, threshold=0.95)
     assert _people(clusters) == {frozenset({"oliver_gp"}), frozenset({"finley_gp"}), frozenset({"finley_vol"})}
     assert stats.ambiguous_records_left_alone == 1
+
+
+# --- cluster() against the plain algorithm it replaced, on random small graphs ---------------------------------------
+
+def _reference_with_conflicts(nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
+    """Flag edges joining two different valid NHS numbers not excused by exact agreement on everything else."""
+    columns = ["record_token", "nhs_number_token", *_EXCUSING]
+    left = nodes.select(columns).rename({c: f"{c}_l" for c in columns})
+    right = nodes.select(columns).rename({c: f"{c}_r" for c in columns})
+    joined = edges.select("record_token_l", "record_token_r", "match_weight", "match_probability").join(
+        left, on="record_token_l").join(right, on="record_token_r")
+    differ = (pl.col("nhs_number_token_l") != pl.col("nhs_number_token_r")).fill_null(False)  # null: one missing
+    excused = pl.all_horizontal(pl.col(f"{c}_l") == pl.col(f"{c}_r") for c in _EXCUSING).fill_null(False)
+    return joined.with_columns((differ & ~excused).alias("nhs_conflict"), (differ & excused).alias("nhs_excused")).select(
+        "record_token_l", "record_token_r", "match_weight", "nhs_conflict", "nhs_excused")
+
+
+def _reference_ambiguous(nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.Series:
+    """Records that link about equally (within ``AMBIGUITY_BITS``) to two NHS numbers.
+
+    A record without a number counts every NHS number it links to. A record with one counts the numbers it reaches
+    through an excused edge (exact name and date of birth, another number) and its own number only where the record
+    carrying it has another name or date of birth: the signature of a relative's number typed onto the record.
+    """
+    columns = ["record_token", "nhs_number_token", *_EXCUSING]
+    both_ways = pl.concat([
+        edges.select(pl.col("record_token_l").alias("record"), pl.col("record_token_r").alias("other"), "match_weight"),
+        edges.select(pl.col("record_token_r").alias("record"), pl.col("record_token_l").alias("other"), "match_weight"),
+    ])
+    linked = (both_ways
+              .join(nodes.select(columns).rename({c: f"{c}_own" for c in columns}), left_on="record",
+                    right_on="record_token_own")
+              .join(nodes.select(columns).rename({c: f"{c}_theirs" for c in columns}), left_on="other",
+                    right_on="record_token_theirs")
+              .drop_nulls("nhs_number_token_theirs"))
+    same_identity = pl.all_horizontal(pl.col(f"{c}_own") == pl.col(f"{c}_theirs") for c in _EXCUSING).fill_null(False)
+    counted = pl.col("nhs_number_token_own").is_null() | (
+        pl.col("nhs_number_token_own") != pl.col("nhs_number_token_theirs")) | ~same_identity
+    best = linked.filter(counted).group_by("record", "nhs_number_token_theirs").agg(pl.col("match_weight").max())
+    ranked = best.sort("match_weight", descending=True).group_by("record", maintain_order=True).agg(
+        pl.col("match_weight").head(2))
+    close = ranked.filter(pl.col("match_weight").list.len() == 2).filter(
+        pl.col("match_weight").list.first() - pl.col("match_weight").list.last() <= AMBIGUITY_BITS)
+    return close["record"]
+
+
+def _reference_cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, ClusterStats]:
+    """The clustering as it was before components were found vectorised (verbatim), to hold ``cluster`` to."""
+    strong = _reference_with_conflicts(nodes, edges.filter(pl.col("match_probability") >= threshold))
+    conflicting = strong.filter("nhs_conflict")
+    usable = strong.filter(~pl.col("nhs_conflict"))
+    ambiguous = _reference_ambiguous(nodes, usable).implode()
+    usable = usable.filter(~pl.col("record_token_l").is_in(ambiguous) & ~pl.col("record_token_r").is_in(ambiguous)).sort(
+        ["match_weight", "record_token_l", "record_token_r"], descending=[True, False, False]
+    )
+    tokens = nodes["record_token"].to_list()
+    index = {token: i for i, token in enumerate(tokens)}
+    parent = list(range(len(tokens)))
+    size = [1] * len(tokens)
+    nhs: list[int | None] = nodes["nhs_number_token"].to_list()
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    refused = second_numbers = 0
+    edges = zip(usable["record_token_l"].to_list(), usable["record_token_r"].to_list(), usable["nhs_excused"].to_list(),
+                strict=True)
+    for left, right, excused in edges:
+        a, b = find(index[left]), find(index[right])
+        if a == b:
+            continue
+        if size[b] > size[a]:
+            a, b = b, a
+        if nhs[a] is not None and nhs[b] is not None and nhs[a] != nhs[b]:
+            if not excused:
+                refused += 1
+                continue
+            second_numbers += 1
+        parent[b] = a
+        size[a] += size[b]
+        if nhs[a] is None:
+            nhs[a] = nhs[b]
+    roots = [find(i) for i in range(len(tokens))]
+    frame = pl.DataFrame({"record_token": tokens, "_root": roots})
+    clusters = frame.with_columns(pl.col("record_token").min().over("_root").alias("cluster_id")).drop("_root")
+    return clusters, ClusterStats(strong.height, conflicting.height, refused, second_numbers, ambiguous.list.len()[0])
+
+
+_SCHEMA = {"record_token": pl.String, "nhs_number_token": pl.Int64, "given_name_token": pl.Int64,
+           "family_name_token": pl.Int64, "dob_token": pl.Int64}
+_EDGE_SCHEMA = {"record_token_l": pl.String, "record_token_r": pl.String, "match_weight": pl.Float64,
+                "match_probability": pl.Float64}
+
+
+def _mostly(usual: st.SearchStrategy, sometimes: st.SearchStrategy, rarely: st.SearchStrategy) -> st.SearchStrategy:
+    return st.integers(0, 19).flatmap(lambda k: rarely if k == 0 else sometimes if k < 5 else usual)
+
+
+@st.composite
+def _graphs(draw: st.DrawFn) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Records with NHS numbers from a small pool (often missing) and names / dates of birth from small pools, so that
+    conflicts, excused edges and ambiguous records all happen; weights with ties; probabilities about 0.95."""
+    tokens = draw(st.lists(st.text("abcdefgh", min_size=1, max_size=3), min_size=2, max_size=16, unique=True))
+    tokens = list(tokens)
+    small = st.one_of(st.sampled_from([1, 2]), st.none() if draw(st.booleans()) else st.just(1))
+    nodes = pl.DataFrame([{"record_token": token, "nhs_number_token": draw(st.sampled_from([None, None, 100, 200, 300])),
+                           "given_name_token": draw(small), "family_name_token": draw(st.sampled_from([7, 7, 8])),
+                           "dob_token": draw(small)} for token in tokens], schema=_SCHEMA)
+    endpoint = st.sampled_from(tokens)
+    if draw(st.integers(0, 9)) == 0:  # edges to records not among the nodes, or to no record
+        endpoint = st.one_of(endpoint, st.sampled_from(["zz", None]))
+    weight = _mostly(st.sampled_from([0.0, 5.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0]), st.floats(-5, 40, allow_nan=False),
+                     st.sampled_from([math.nan, None]))
+    probability = _mostly(st.sampled_from([0.95, 0.951, 0.99, 1.0, 0.949, 0.9]), st.floats(0.94, 1.0), st.none())
+    rows = draw(st.lists(st.tuples(endpoint, endpoint, weight, probability), min_size=len(tokens) // 2,
+                        max_size=3 * len(tokens)))
+    if rows and draw(st.booleans()):  # the same pair scored again, either way round
+        a, b, w, p = draw(st.sampled_from(rows))
+        rows.append((b, a, w, p) if draw(st.booleans()) else (a, b, w, p))
+    edges = pl.DataFrame([dict(zip(_EDGE_SCHEMA, row, strict=True)) for row in rows], schema=_EDGE_SCHEMA)
+    return nodes, edges
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_graphs())
+def test_cluster_matches_the_plain_algorithm(graph: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    nodes, edges = graph
+    expected, expected_stats = _reference_cluster(nodes, edges, 0.95)
+    got, stats = cluster(nodes, edges, 0.95)
+    assert got.equals(expected), (got, expected)
+    assert stats == expected_stats
+
+
+def test_cluster_matches_the_plain_algorithm_on_a_chain_of_numbers() -> None:
+    """Many records, several numbers per component and records without one between them."""
+    import random
+
+    rng = random.Random(7)
+    count = 400
+    nodes = pl.DataFrame([{"record_token": f"r{rng.randrange(10**9):09d}{i}", "nhs_number_token": rng.choice([None, 1, 2, 3, 4]),
+                           "given_name_token": rng.choice([1, 2]), "family_name_token": 7, "dob_token": rng.choice([1, 2])}
+                          for i in range(count)], schema=_SCHEMA)
+    tokens = nodes["record_token"].to_list()
+    rows = [(tokens[i], tokens[rng.randrange(count)], float(rng.choice(range(0, 40, 3))), rng.choice([0.9, 0.96, 1.0]))
+            for i in range(count) for _ in range(2)]
+    edges = pl.DataFrame([dict(zip(_EDGE_SCHEMA, row, strict=True)) for row in rows], schema=_EDGE_SCHEMA)
+    expected, expected_stats = _reference_cluster(nodes, edges, 0.95)
+    got, stats = cluster(nodes, edges, 0.95)
+    assert got.equals(expected)
+    assert stats == expected_stats
+    assert stats.unions_refused and stats.people_with_a_second_nhs_number  # the greedy loop had work to do
+
+
+def test_record_tokens_must_be_unique() -> None:
+    nodes = _nodes(("a", 100, None), ("a", None, None))
+    with pytest.raises(ValueError, match="unique"):
+        cluster(nodes, _edges(("a", "a", 25.0)), threshold=0.95)
