@@ -26,6 +26,16 @@ class CarelinkError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple:
+        # Rebuilt from the message whatever the subclass's arguments, so an error crosses a process boundary.
+        return _rebuild, (type(self), self.message)
+
+
+def _rebuild(kind: type[CarelinkError], message: str) -> CarelinkError:
+    error = kind.__new__(kind)
+    CarelinkError.__init__(error, message)
+    return error
+
 
 class ConfigError(CarelinkError):
     """A configuration file or command-line value is wrong; names the file and the key."""

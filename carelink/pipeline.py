@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from carelink import __version__
@@ -18,6 +19,7 @@ from carelink.errors import DataQualityError
 from carelink.export.stage import ExportResult, check_reconciles, export
 from carelink.ingest.stage import IngestResult, ingest_source
 from carelink.link.stage import LinkResult, link, load_nodes
+from carelink.parallel import for_each_source
 from carelink.pseudonymise.stage import PseudonymiseResult, pseudonymise_source
 from carelink.tables import file_sha256, read_parquet_metadata, write_json
 from carelink.workspace import Run, Workspace
@@ -47,18 +49,30 @@ def _progress(items: list, description: str) -> Any:
 
 
 def run_ingest(config: PipelineConfig, run: Run, report: RunReport) -> None:
-    for source in _progress(list(config.sources), "ingest"):
-        report.ingest.append(ingest_source(source, run.ingest, config.reference_date))
+    size = sum(s.table.path.stat().st_size for s in config.sources if s.table.path.is_file())
+    tasks = [(source, run.ingest, config.reference_date) for source in config.sources]
+    report.ingest.extend(for_each_source(ingest_source, tasks, "ingest", records=size // BYTES_PER_RECORD))
+
+
+#: A rough size of one extract row, to tell a small ingest (done in this process) from a large one.
+BYTES_PER_RECORD = 120
 
 
 def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
-    linkage_key = workspace.resolve_key(config, "linkage")
-    for source in _progress(list(config.sources), "pseudonymise"):
-        report.pseudonymise.append(pseudonymise_source(
-            run.ingest / source.name, run.pseudonymise / source.name, linkage_key,
-            partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date,
-            config_sha256=config.digest(), reversible=source.reversible,
-            bloom_hardening=config.linkage.bloom_hardening))
+    workspace.resolve_key(config, "linkage")  # created here if the workspace makes its own, before workers read it
+    records = sum(pq.read_metadata(path).num_rows for path in
+                  (run.ingest / s.name / "standardised.parquet" for s in config.sources) if path.is_file())
+    tasks = [(config, workspace.root, run, source.name) for source in config.sources]
+    report.pseudonymise.extend(for_each_source(pseudonymise_configured, tasks, "pseudonymise", records=records))
+
+
+def pseudonymise_configured(config: PipelineConfig, workspace_root: Path, run: Run, name: str) -> PseudonymiseResult:
+    """Pseudonymise the configured source ``name`` of ``run`` with the workspace's linkage key (opened here)."""
+    source = next(s for s in config.sources if s.name == name)
+    return pseudonymise_source(
+        run.ingest / name, run.pseudonymise / name, Workspace(workspace_root).resolve_key(config, "linkage"),
+        partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date,
+        config_sha256=config.digest(), reversible=source.reversible, bloom_hardening=config.linkage.bloom_hardening)
 
 
 def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False,
