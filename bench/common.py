@@ -52,6 +52,11 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def worker_peak_mb() -> float:
+    """Peak RSS (MB) of the largest finished child process so far (Linux reports the largest, not the sum)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
 def rss_mb() -> float:
     """Current resident memory (MB)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -68,6 +73,8 @@ class CarelinkRun:
     seconds: float
     peak_mb: dict[str, float] = field(default_factory=dict)
     start_mb: dict[str, float] = field(default_factory=dict)
+    #: Peak RSS of the largest worker process a stage started (ingest and pseudonymise run sources in workers).
+    worker_peak_mb: dict[str, float] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -79,15 +86,19 @@ def run_carelink(config_path: Path, workspace: Path) -> CarelinkRun:
     ``pipeline.run_stage``)."""
     peaks: dict[str, float] = {}
     starts: dict[str, float] = {}
+    workers: dict[str, float] = {}
     original = pipeline.run_stage
 
     def run_stage(stage: str, *args: Any, **kwargs: Any) -> None:
         starts[stage] = rss_mb()
         reset_peak_rss()
+        before = worker_peak_mb()
         try:
             original(stage, *args, **kwargs)
         finally:
             peaks[stage] = peak_rss_mb()
+            if worker_peak_mb() > before:
+                workers[stage] = worker_peak_mb()
 
     pipeline.run_stage = run_stage
     try:
@@ -96,7 +107,7 @@ def run_carelink(config_path: Path, workspace: Path) -> CarelinkRun:
         seconds = time.perf_counter() - started
     finally:
         pipeline.run_stage = original
-    return CarelinkRun(report, seconds, peaks, starts)
+    return CarelinkRun(report, seconds, peaks, starts, workers)
 
 
 def read_standardised(run_folder: Path) -> pl.DataFrame:

@@ -44,7 +44,8 @@ def worker_carelink(folder: Path) -> dict[str, Any]:
     link = ours.report.link
     assert link is not None
     return {"imported_mb": imported_mb, "seconds": ours.seconds, "timings": ours.report.timings,
-            "peak_mb": ours.peak_mb, "start_mb": ours.start_mb, "link_timings": link.timings,
+            "peak_mb": ours.peak_mb, "start_mb": ours.start_mb, "worker_peak_mb": ours.worker_peak_mb,
+            "link_timings": link.timings,
             "records": link.records, "edges": link.edges, "people": link.people,
             "scores": {k: scores[k] for k in ("precision", "recall", "f1")}}
 
@@ -87,9 +88,11 @@ def run_size(folder: Path, records: int, seed: int) -> None:
     print(f"\n{summary.records:,} records ({people:,} people, seed {seed}; generated in {generated:.1f} s), "
           f"{ours['records']:,} standardised")
     print(f"  carelink end to end {ours['seconds']:.1f} s  ({_scores(ours['scores'])}; {ours['people']:,} people)")
-    print(f"    {'stage':<14}{'seconds':>9}{'RSS at start MB':>17}{'peak RSS MB':>13}")
+    print(f"    {'stage':<14}{'seconds':>9}{'RSS at start MB':>17}{'peak RSS MB':>13}{'largest worker MB':>19}")
     for stage, seconds in ours["timings"].items():
-        print(f"    {stage:<14}{seconds:>9.1f}{ours['start_mb'].get(stage, 0):>17.0f}{ours['peak_mb'].get(stage, 0):>13.0f}")
+        worker = ours["worker_peak_mb"].get(stage)
+        print(f"    {stage:<14}{seconds:>9.1f}{ours['start_mb'].get(stage, 0):>17.0f}{ours['peak_mb'].get(stage, 0):>13.0f}"
+              f"{'' if worker is None else f'{worker:.0f}':>19}")
     print("    link stage: " + "  ".join(f"{k} {v:.1f}" for k, v in ours["link_timings"].items())
           + f"   (process RSS after imports {ours['imported_mb']:.0f} MB)")
     print(f"  bare Splink {bare_seconds:.1f} s  ({_scores(bare['scores'])}), peak RSS {bare['peak_mb']:.0f} MB "

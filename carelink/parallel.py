@@ -17,38 +17,58 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 #: Fewest records (over all sources) worth starting worker processes for.
 MIN_RECORDS_FOR_WORKERS = 200_000
 
 
-def worker_count(tasks: int) -> int:
-    """Workers for ``tasks`` sources: ``CARELINK_WORKERS`` if set, else one per core, at most four (each holds a
-    whole source in memory)."""
+def worker_count(sizes: Sequence[int], bytes_per_record: int) -> int:
+    """Workers for tasks of ``sizes`` records: ``CARELINK_WORKERS`` if set, else one per core (at most four), and
+    no more than the largest sources, one per worker, fit into the memory available (``bytes_per_record`` each)."""
     configured = os.environ.get("CARELINK_WORKERS")
     count = int(configured) if configured and configured.isdigit() else min(os.cpu_count() or 1, 4)
-    return max(1, min(count, tasks))
+    count = max(1, min(count, len(sizes)))
+    available = _available_memory()
+    largest = sorted(sizes, reverse=True)
+    while count > 1 and available is not None and sum(largest[:count]) * bytes_per_record > 0.8 * available:
+        count -= 1
+    return count
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def for_each_source(function: Callable[..., Result], tasks: Sequence[tuple[Any, ...]], description: str,
-                    records: int) -> list[Result]:
-    """``function(*task)`` for every task, in order; in worker processes when ``records`` makes it worth it.
+                    sizes: Sequence[int], bytes_per_record: int) -> list[Result]:
+    """``function(*task)`` for every task, in order; in worker processes when the tasks' ``sizes`` (records) make
+    it worth it and memory allows (``bytes_per_record``: the stage's peak memory per record of one source).
 
     ``function`` must be importable (module level) and its tasks and results picklable.
     """
-    workers = worker_count(len(tasks))
+    workers = worker_count(sizes, bytes_per_record)
     bar = tqdm(total=len(tasks), desc=description, unit="source", disable=not sys.stderr.isatty(), leave=False)
     with bar:
-        if workers == 1 or records < MIN_RECORDS_FOR_WORKERS:
+        if workers == 1 or sum(sizes) < MIN_RECORDS_FOR_WORKERS:
             results = []
             for task in tasks:
                 results.append(function(*task))
                 bar.update()
             return results
+        log.info("%s: %d sources in %d worker processes", description, len(tasks), workers)
         return _in_workers(function, tasks, workers, bar)
 
 

@@ -55,3 +55,13 @@ def test_an_error_in_a_worker_is_raised_here_with_its_exit_code(tmp_path: Path, 
 def test_errors_survive_pickling(error: CarelinkError) -> None:
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error) and copy.message == error.message and copy.exit_code == error.exit_code
+
+
+def test_workers_are_limited_by_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARELINK_WORKERS", "4")
+    monkeypatch.setattr(parallel, "_available_memory", lambda: 10_000)
+    assert parallel.worker_count([5_000, 3_000, 2_000, 100], bytes_per_record=1) == 2  # 8,000 > 80 % of 10,000
+    assert parallel.worker_count([1_000, 1_000, 1_000], bytes_per_record=1) == 3
+    assert parallel.worker_count([9_000, 10], bytes_per_record=1) == 1
+    monkeypatch.setattr(parallel, "_available_memory", lambda: None)
+    assert parallel.worker_count([9_000, 10], bytes_per_record=1) == 2

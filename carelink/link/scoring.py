@@ -71,8 +71,13 @@ class PairScorer:
         """Score every candidate pair (only those touching a record with ``touching`` set, when given); return the
         pairs at or above ``threshold`` as edges: record tokens, match weight and probability, weight per
         comparison."""
-        pairs = "carelink_candidate_pairs"
-        self._connection.execute(f"CREATE OR REPLACE TEMP TABLE {pairs} AS {candidate_pairs_sql(self._table, rules, touching)}")
+        pairs, keys = "carelink_candidate_pairs", "carelink_blocking_keys"
+        # the joins read a native table of the blocking columns alone (not the registered records, lists and all)
+        columns = sorted({c for rule in rules for c in (*rule.left, *rule.right_columns)} | ({touching} - {None}))
+        self._connection.execute(f"CREATE OR REPLACE TEMP TABLE {keys} AS SELECT {NODE_ID}, {', '.join(columns)} "
+                                 f"FROM {self._table}")
+        self._connection.execute(f"CREATE OR REPLACE TEMP TABLE {pairs} AS {candidate_pairs_sql(keys, rules, touching)}")
+        self._connection.execute(f"DROP TABLE {keys}")
         try:
             total = self._connection.execute(f"SELECT count(*) FROM {pairs}").fetchone()[0]
             log.info("link: %s candidate pairs", f"{total:,}")

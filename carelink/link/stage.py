@@ -295,8 +295,11 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings["cluster"] = time.perf_counter() - t0
     if clusters.height != nodes.height:
         raise DataQualityError(f"clustering returned {clusters.height} records for {nodes.height} nodes")
+    t0 = time.perf_counter()
     prior_registry = Registry.load(previous) if previous is not None else Registry.empty()
     registry = assign_person_ids(prior_registry, clusters, run_id)
+    timings["registry"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     meta = {"linkage_key_id": key_id, "model_sha256": model_sha}
     write_parquet(edges, out_folder / "edges.parquet", meta)
     write_parquet(frame.select("record_token", "row_hash"), out_folder / "population.parquet", meta)
@@ -305,8 +308,11 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     registry.save(out_folder)
     model_document = _read_model(model_path)
     write_json(model_document, out_folder / "model.json")
+    timings["write"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     write_report(out_folder, nodes=nodes, edges=edges, person_map=registry.records, model_document=model_document,
                  threshold=config.threshold, cluster_stats=asdict(cluster_stats), comparisons=comparisons, run_id=run_id)
+    timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
     people = registry.records["person_id"].n_unique()
     log.info("link: %d records (%d scored afresh), %d edges, %d people", nodes.height, changed, edges.height, people)
