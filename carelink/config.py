@@ -105,8 +105,8 @@ class LinkageConfig:
     threshold: float = 0.95
     model: Path | None = None
     max_comparisons: int = 200_000_000
-    u_max_pairs: int = 2_000_000
-    em_max_pairs: int = 2_000_000
+    u_max_pairs: int = 1_000_000
+    em_max_pairs: int = 1_000_000
     engine: str = "duckdb"
     bloom_hardening: str = "none"
 
@@ -409,8 +409,8 @@ def _linkage(reader: _Reader, data: Any) -> LinkageConfig:
         threshold=reader.number(data, "threshold", "linkage", 0.95, lo=0.5, hi=0.999999),
         model=model,
         max_comparisons=int(reader.number(data, "max_comparisons", "linkage", 200_000_000, lo=1, hi=1e12)),
-        u_max_pairs=int(reader.number(data, "u_max_pairs", "linkage", 2_000_000, lo=1e4, hi=1e9)),
-        em_max_pairs=int(reader.number(data, "em_max_pairs", "linkage", 2_000_000, lo=1e4, hi=1e10)),
+        u_max_pairs=int(reader.number(data, "u_max_pairs", "linkage", 1_000_000, lo=1e4, hi=1e9)),
+        em_max_pairs=int(reader.number(data, "em_max_pairs", "linkage", 1_000_000, lo=1e4, hi=1e10)),
         engine=reader.choice(data, "engine", "linkage", ENGINES, default="duckdb"),
         bloom_hardening=reader.choice(data, "bloom_hardening", "linkage", HARDENINGS, default="none"),
     )
