@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 #: Column numbering the records for scoring; Splink's unique id while scoring.
 NODE_ID = "node_id"
 #: Most candidate pairs scored at once (DuckDB's working set while scoring grows with it).
-CHUNK_PAIRS = 8_000_000
+CHUNK_PAIRS = 2_000_000
 
 
 def with_node_ids(frame: pl.DataFrame) -> pl.DataFrame:
