@@ -1,8 +1,9 @@
 """Per-source work of one stage in worker processes, one source at a time each, in the order given.
 
 Ingest and pseudonymise treat each source on its own (at a partnership's own site they run on different machines),
-and keyed hashing holds Python's interpreter lock, so on one machine the sources go to worker processes: about 1.7×
-faster on two cores at 1M records. Workers are started fresh (``spawn``: nothing, no key material included, is
+and keyed hashing holds Python's interpreter lock, so on a machine with cores to spare the sources go to worker
+processes. On two cores they gain little (one source's work already keeps about two cores busy), so by default there
+is one worker per two cores. Workers are started fresh (``spawn``: nothing, no key material included, is
 inherited from this process), each opens what it needs itself (a key from the workspace by its file), log records
 come back to this process's handlers, and an error is raised here as the same ``CarelinkError``. Small inputs stay
 in this process, where starting workers would cost more than it saves.
@@ -29,10 +30,11 @@ MIN_RECORDS_FOR_WORKERS = 200_000
 
 
 def worker_count(sizes: Sequence[int], bytes_per_record: int) -> int:
-    """Workers for tasks of ``sizes`` records: ``CARELINK_WORKERS`` if set, else one per core (at most four), and
-    no more than the largest sources, one per worker, fit into the memory available (``bytes_per_record`` each)."""
+    """Workers for tasks of ``sizes`` records: ``CARELINK_WORKERS`` if set, else one per two cores (a source's work
+    already keeps about two cores busy: polars, and the Bloom filters on a second thread), at most four, and no
+    more than the largest sources, one per worker, fit into the memory available (``bytes_per_record`` each)."""
     configured = os.environ.get("CARELINK_WORKERS")
-    count = int(configured) if configured and configured.isdigit() else min(os.cpu_count() or 1, 4)
+    count = int(configured) if configured and configured.isdigit() else min((os.cpu_count() or 1) // 2, 4)
     count = max(1, min(count, len(sizes)))
     available = _available_memory()
     largest = sorted(sizes, reverse=True)
