@@ -18,6 +18,7 @@ from carelink.config import PipelineConfig
 from carelink.errors import DataQualityError
 from carelink.export.stage import ExportResult, check_reconciles, export
 from carelink.ingest.stage import IngestResult, ingest_source
+from carelink.keys import Key
 from carelink.link.stage import LinkResult, link, load_nodes
 from carelink.parallel import for_each_source
 from carelink.pseudonymise.stage import PseudonymiseResult, pseudonymise_source
@@ -62,19 +63,31 @@ PSEUDONYMISE_BYTES_PER_RECORD = 5_000
 
 
 def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
-    workspace.resolve_key(config, "linkage")  # created here if the workspace makes its own, before workers read it
-    standardised = [run.ingest / s.name / "standardised.parquet" for s in config.sources]
-    sizes = [pq.read_metadata(path).num_rows if path.is_file() else 0 for path in standardised]
-    tasks = [(config, workspace.root, run, source.name) for source in config.sources]
-    report.pseudonymise.extend(for_each_source(pseudonymise_configured, tasks, "pseudonymise", sizes,
-                                               PSEUDONYMISE_BYTES_PER_RECORD))
+    # Opened once here (and created, if the workspace makes its own, before any worker reads it); each worker
+    # process opens it once for all its sources. Forgotten when the stage ends.
+    _linkage_keys[workspace.root] = workspace.resolve_key(config, "linkage")
+    try:
+        standardised = [run.ingest / s.name / "standardised.parquet" for s in config.sources]
+        sizes = [pq.read_metadata(path).num_rows if path.is_file() else 0 for path in standardised]
+        tasks = [(config, workspace.root, run, source.name) for source in config.sources]
+        report.pseudonymise.extend(for_each_source(pseudonymise_configured, tasks, "pseudonymise", sizes,
+                                                   PSEUDONYMISE_BYTES_PER_RECORD))
+    finally:
+        _linkage_keys.pop(workspace.root, None)
+
+
+#: The linkage key opened in this process, by workspace, while a pseudonymise stage runs (scrypt costs ~0.2 s).
+_linkage_keys: dict[Path, Key] = {}
 
 
 def pseudonymise_configured(config: PipelineConfig, workspace_root: Path, run: Run, name: str) -> PseudonymiseResult:
-    """Pseudonymise the configured source ``name`` of ``run`` with the workspace's linkage key (opened here)."""
+    """Pseudonymise the configured source ``name`` of ``run`` with the workspace's linkage key (opened in this
+    process the first time it is needed)."""
     source = next(s for s in config.sources if s.name == name)
+    if workspace_root not in _linkage_keys:
+        _linkage_keys[workspace_root] = Workspace(workspace_root).resolve_key(config, "linkage")
     return pseudonymise_source(
-        run.ingest / name, run.pseudonymise / name, Workspace(workspace_root).resolve_key(config, "linkage"),
+        run.ingest / name, run.pseudonymise / name, _linkage_keys[workspace_root],
         partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date,
         config_sha256=config.digest(), reversible=source.reversible, bloom_hardening=config.linkage.bloom_hardening)
 

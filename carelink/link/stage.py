@@ -347,10 +347,9 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
         changed, kept = None, None
     else:
         population, old_edges = baseline
-        unchanged = frame.join(population, on=["record_token", "row_hash"], how="semi")["record_token"]
-        changed = ~frame["record_token"].is_in(unchanged.implode())
-        kept = old_edges.filter(pl.col("record_token_l").is_in(unchanged.implode())
-                                & pl.col("record_token_r").is_in(unchanged.implode()))
+        unchanged = frame.join(population, on=["record_token", "row_hash"], how="semi")["record_token"].implode()
+        changed = ~frame["record_token"].is_in(unchanged)
+        kept = old_edges.filter(pl.col("record_token_l").is_in(unchanged) & pl.col("record_token_r").is_in(unchanged))
         if not changed.any():
             return kept, 0
     scoring = frame.drop("row_hash")
