@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import polars as pl
+import pyarrow.compute as pc
 
 from carelink.pseudonymise.features import DIRECT_IDENTIFIERS
 
@@ -99,6 +101,7 @@ class _Needles:
         integers = number.filter(parsed).filter(spellings.filter(parsed).str.contains(_INTEGER_TEXT))
         self.integers = integers.implode()
         self.buckets = (integers // _BUCKET).unique().implode()
+        self.buckets_array = (integers // _BUCKET).unique().to_numpy()
 
     def of_lengths(self, lengths: pl.Series, hex_only: bool = False) -> pl.Series:
         """The spellings with one of these lengths in bytes (only those of hex digits, when ``hex_only``)."""
@@ -196,19 +199,28 @@ def _numeric_hits_aligned(series: pl.Series, standardised: pl.DataFrame, needles
     inner = series.dtype.inner  # type: ignore[union-attr]
     if inner is None or not inner.is_integer() or inner == pl.UInt64:
         return _aligned_hits_as_text(series, standardised)
-    elements = pl.DataFrame({"_cell": series.cast(pl.List(pl.Int64))}).with_row_index("_row").explode("_cell")
-    cell = pl.col("_cell")
+    # The elements, flat, with the row each belongs to (Arrow's list layout: no per-element row column is built).
+    lists = series.cast(pl.List(pl.Int64)).rechunk().to_arrow()
+    flat, parents = lists.flatten(), pc.list_parent_indices(lists)
+    if flat.null_count:
+        present = pc.is_valid(flat)
+        flat, parents = flat.filter(present), parents.filter(present)
+    cells, rows_of_cells = flat.to_numpy(), parents.to_numpy()
     longest = max((int(standardised[name].str.len_chars().max() or 0) for name in ("record_id", "shared_id")
                    if name in standardised.columns), default=0)
     if longest < 5:  # no id has five digits
-        own_id_digits = pl.lit(False)
+        own_id_digits = np.zeros(cells.shape, dtype=bool)
     elif longest < 19:
-        own_id_digits = (cell >= 0) & (cell < 10**longest)
+        own_id_digits = (cells >= 0) & (cells < 10**longest)
     else:
-        own_id_digits = cell >= 0
+        own_id_digits = cells >= 0
     # Cheap test first (the top 32 bits), then the exact one on what is left.
-    elements = elements.filter(((cell // _BUCKET).is_in(needles.buckets) | own_id_digits).fill_null(False))
-    elements = elements.filter((cell.is_in(needles.integers) | own_id_digits).fill_null(False))
+    keep = np.isin(cells // _BUCKET, needles.buckets_array) | own_id_digits
+    if not keep.any():
+        return 0
+    elements = pl.DataFrame({"_row": rows_of_cells[keep].astype(np.uint32), "_cell": cells[keep],
+                             "_own_id_digits": own_id_digits[keep]})
+    elements = elements.filter(pl.col("_cell").is_in(needles.integers) | pl.col("_own_id_digits")).drop("_own_id_digits")
     if elements.height == 0:
         return 0
     rows = elements["_row"].unique()

@@ -222,3 +222,12 @@ def test_leak_scan_of_empty_and_all_null_columns_equals_the_original(frame: pl.D
     assert fast == legacy.scan(outputs, frame, CATEGORICAL, aligned=("nodes",)).to_dict()
     empty = frame.head(0)
     assert leakscan.scan({"nodes": nodes.head(0)}, empty).to_dict() == legacy.scan({"nodes": nodes.head(0)}, empty).to_dict()
+
+
+def test_leak_scan_of_lists_with_null_rows_and_elements_equals_the_original(frame: pl.DataFrame) -> None:
+    own = frame["nhs_number"].cast(pl.Int64, strict=False).to_list()
+    cells = [None if i % 3 == 0 else [None, 7, own[i]] if i % 3 == 1 else [] for i in range(frame.height)]
+    outputs = {"nodes": pl.DataFrame({"words": pl.Series(cells, dtype=pl.List(pl.Int64))}).slice(0)}
+    fast = leakscan.scan(outputs, frame, aligned=("nodes",)).to_dict()
+    assert fast == legacy.scan(outputs, frame, aligned=("nodes",)).to_dict()
+    assert 0 < fast["leaks"][0]["cells"] <= sum(1 for i in range(frame.height) if i % 3 == 1 and own[i] is not None)
