@@ -98,13 +98,18 @@ class KeysConfig:
     passphrase_file: Path | None = None
 
 
+#: Blocking budget: comparisons the rules may make, counted rule by rule before de-duplication (``link.blocking``).
+#: Ten million records make about 250 million; a placeholder value shared by a hundred thousand records, 5 billion.
+DEFAULT_MAX_COMPARISONS = 1_000_000_000
+
+
 @dataclass(frozen=True)
 class LinkageConfig:
     """Linkage settings."""
 
     threshold: float = 0.95
     model: Path | None = None
-    max_comparisons: int = 200_000_000
+    max_comparisons: int = DEFAULT_MAX_COMPARISONS
     u_max_pairs: int = 1_000_000
     em_max_pairs: int = 1_000_000
     engine: str = "duckdb"
@@ -408,7 +413,7 @@ def _linkage(reader: _Reader, data: Any) -> LinkageConfig:
     return LinkageConfig(
         threshold=reader.number(data, "threshold", "linkage", 0.95, lo=0.5, hi=0.999999),
         model=model,
-        max_comparisons=int(reader.number(data, "max_comparisons", "linkage", 200_000_000, lo=1, hi=1e12)),
+        max_comparisons=int(reader.number(data, "max_comparisons", "linkage", DEFAULT_MAX_COMPARISONS, lo=1, hi=1e12)),
         u_max_pairs=int(reader.number(data, "u_max_pairs", "linkage", 1_000_000, lo=1e4, hi=1e9)),
         em_max_pairs=int(reader.number(data, "em_max_pairs", "linkage", 1_000_000, lo=1e4, hi=1e10)),
         engine=reader.choice(data, "engine", "linkage", ENGINES, default="duckdb"),

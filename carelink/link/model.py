@@ -237,9 +237,17 @@ BLOCKING_RULES = (
     Block(("nhs_number_token",)),
     Block(("shared_id_token",)),
     Block(("given_phonetic_token", "family_phonetic_token"), narrowed=(
-        Block(("given_phonetic_token", "family_phonetic_token", "dob_year_token")),
-        Block(("given_phonetic_token", "family_phonetic_token", "postcode_district_token")))),
-    Block(("dob_token", "family_phonetic_token")),
+        Block(("given_phonetic_token", "family_phonetic_token", "dob_year_token"), narrowed=(
+            Block(("given_phonetic_token", "family_phonetic_token", "dob_year_token", "dob_month_token")),
+            Block(("given_phonetic_token", "family_phonetic_token", "dob_year_token", "postcode_district_token")),
+            Block(("given_phonetic_token", "family_phonetic_token", "dob_year_token", "dob_day_token")))),
+        Block(("given_phonetic_token", "family_phonetic_token", "postcode_district_token"), narrowed=(
+            Block(("given_phonetic_token", "family_phonetic_token", "postcode_sector_token")),
+            Block(("given_phonetic_token", "family_phonetic_token", "postcode_district_token", "dob_month_token")),
+            Block(("given_phonetic_token", "family_phonetic_token", "postcode_district_token", "dob_day_token")))))),
+    Block(("dob_token", "family_phonetic_token"), narrowed=(
+        Block(("dob_token", "family_phonetic_token", "given_prefix_token")),
+        Block(("dob_token", "family_phonetic_token", "postcode_district_token")))),
     Block(("dob_token", "given_canonical_token"), narrowed=(
         Block(("dob_token", "given_canonical_token", "postcode_district_token")),
         Block(("dob_token", "given_canonical_token", "family_prefix_token")))),

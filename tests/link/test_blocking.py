@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from carelink.errors import DataQualityError
-from carelink.link.blocking import check_blocking_budget, largest_block
+from carelink.link.blocking import WIDE_RULE_PAIRS_PER_RECORD, check_blocking_budget, choose_rules, largest_block
 from carelink.link.model import Block
 
 RULES = (Block(("dob_token",)), Block(("dob_token", "postcode_unit_token")), Block(("a",), ("b",)))
@@ -38,3 +38,14 @@ def test_over_budget_names_the_rule_and_the_block() -> None:
 
 def test_largest_block() -> None:
     assert largest_block(_frame(), Block(("dob_token",))) == (50, {"dob_token": 7})
+
+
+def test_wide_rules_are_narrowed_and_narrowed_again_while_still_wide() -> None:
+    frame = _frame()  # 60 records: a rule is wide beyond 120 pairs
+    assert WIDE_RULE_PAIRS_PER_RECORD * frame.height == 120
+    dob_postcode_a = Block(("dob_token", "postcode_unit_token", "a"))
+    dob_postcode = Block(("dob_token", "postcode_unit_token"), narrowed=(dob_postcode_a,))  # 828 pairs: wide
+    cross = Block(("a",), ("b",), narrowed=(Block(("a", "dob_token"), ("b", "dob_token")),))  # 3 pairs: kept
+    dob = Block(("dob_token",), narrowed=(dob_postcode, cross))  # 1,229 pairs: wide
+    assert choose_rules(frame, (cross, dob)) == (cross, dob_postcode_a)  # each rule once, in order
+    assert choose_rules(frame.tail(10), (dob,)) == (dob,)  # 10 records, 4 pairs: a sparse file keeps the wide rule
