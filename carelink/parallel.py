@@ -27,8 +27,6 @@ log = logging.getLogger(__name__)
 Result = TypeVar("Result")
 #: Fewest records (over all sources) worth starting worker processes for.
 MIN_RECORDS_FOR_WORKERS = 200_000
-#: Fewest records worth running a whole stage in a process of its own (``in_own_process``).
-MIN_RECORDS_FOR_OWN_PROCESS = 2_000_000
 
 
 def worker_count(sizes: Sequence[int], bytes_per_record: int) -> int:
@@ -74,17 +72,6 @@ def for_each_source(function: Callable[..., Result], tasks: Sequence[tuple[Any, 
             return results
         log.info("%s: %d sources in %d worker processes", description, len(tasks), workers)
         return _in_workers(function, tasks, workers, bar)
-
-
-def in_own_process(function: Callable[..., Result], task: tuple[Any, ...], records: int) -> Result:
-    """``function(*task)`` in a fresh worker process when ``records`` reach ``MIN_RECORDS_FOR_OWN_PROCESS``, here
-    otherwise. The memory the work used goes back to the machine when the process ends: freed pages that DuckDB's
-    and polars' allocators keep for reuse would otherwise be carried into the next stage (13.7 GB after linking ten
-    million records)."""
-    if records < MIN_RECORDS_FOR_OWN_PROCESS:
-        return function(*task)
-    with tqdm(total=1, disable=True) as bar:
-        return _in_workers(function, [task], 1, bar)[0]
 
 
 def _in_workers(function: Callable[..., Result], tasks: Sequence[tuple[Any, ...]], workers: int,

@@ -20,7 +20,7 @@ from carelink.export.stage import ExportResult, check_reconciles, export
 from carelink.ingest.stage import IngestResult, ingest_source
 from carelink.keys import Key
 from carelink.link.stage import LinkResult, link, load_nodes
-from carelink.parallel import for_each_source, in_own_process
+from carelink.parallel import for_each_source
 from carelink.pseudonymise.stage import PseudonymiseResult, pseudonymise_source
 from carelink.tables import file_sha256, read_parquet_metadata, write_json
 from carelink.workspace import Run, Workspace
@@ -94,21 +94,11 @@ def pseudonymise_configured(config: PipelineConfig, workspace_root: Path, run: R
 
 def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False,
              full: bool = False) -> None:
-    # On DuckDB a large population is linked in a process of its own, so export starts with the memory returned.
-    nodes = [run.pseudonymise / source.name / "nodes.parquet" for source in config.sources]
-    records = sum(pq.read_metadata(path).num_rows for path in nodes if path.is_file())
-    task = (config, workspace.root, run, retrain, full)
-    report.link = link_configured(*task) if config.linkage.engine == "spark" else \
-        in_own_process(link_configured, task, records)
-
-
-def link_configured(config: PipelineConfig, workspace_root: Path, run: Run, retrain: bool, full: bool) -> LinkResult:
-    """Link ``run``'s pseudonymised sources in the workspace (its model and the last run's registry)."""
-    workspace = Workspace(workspace_root)
     folders = [run.pseudonymise / source.name for source in config.sources]
     current = workspace.current_run()
-    return link(folders, run.link, workspace.state, config.linkage, run_id=run.run_id, retrain=retrain,
-                previous=current.link if current else None, incremental=not full, config_digest=config.digest())
+    report.link = link(folders, run.link, workspace.state, config.linkage, run_id=run.run_id, retrain=retrain,
+                       previous=current.link if current else None, incremental=not full,
+                       config_digest=config.digest())
 
 
 def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:

@@ -7,7 +7,6 @@ import pickle
 import shutil
 from pathlib import Path
 
-import polars as pl
 import pytest
 
 from carelink import parallel
@@ -30,19 +29,13 @@ def test_workers_write_the_same_files_and_forward_their_logs(tmp_path: Path, mon
     serial = run_all(config, Workspace(tmp_path / "serial")).run.folder
     shutil.copytree(tmp_path / "serial" / "keys", tmp_path / "workers" / "keys")  # the same keys
     monkeypatch.setattr(parallel, "MIN_RECORDS_FOR_WORKERS", 0)
-    monkeypatch.setattr(parallel, "MIN_RECORDS_FOR_OWN_PROCESS", 0)  # link in a process of its own too
     monkeypatch.setenv("CARELINK_WORKERS", "2")
     with caplog.at_level(logging.INFO):
         in_workers = run_all(config, Workspace(tmp_path / "workers")).run.folder
     for stage in ("ingest", "pseudonymise"):
         assert _checksums(in_workers, stage) == _checksums(serial, stage)
-    # the same scored pairs and weights (to float rounding: EM sums in DuckDB's thread order)
-    edges = [pl.read_parquet(folder / "link" / "edges.parquet") for folder in (in_workers, serial)]
-    assert edges[0].select("record_token_l", "record_token_r").equals(edges[1].select("record_token_l", "record_token_r"))
-    assert (edges[0]["match_weight"] - edges[1]["match_weight"]).abs().max() < 1e-6
     forwarded = [r.getMessage() for r in caplog.records if r.name.startswith("carelink.pseudonymise")]
     assert len([m for m in forwarded if "leak scan passed" in m]) == len(config.sources)
-    assert any(r.getMessage().startswith("link: trained a new model") for r in caplog.records)
 
 
 def test_an_error_in_a_worker_is_raised_here_with_its_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
