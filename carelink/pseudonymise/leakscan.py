@@ -100,8 +100,8 @@ class _Needles:
         parsed = number.is_not_null()  # "+5", "05" parse too: keep those whose decimal form they are
         integers = number.filter(parsed).filter(spellings.filter(parsed).str.contains(_INTEGER_TEXT))
         self.integers = integers.implode()
-        self.buckets = (integers // _BUCKET).unique().implode()
-        self.buckets_array = (integers // _BUCKET).unique().to_numpy()
+        buckets = (integers // _BUCKET).unique()
+        self.buckets, self.buckets_array = buckets.implode(), buckets.to_numpy()
 
     def of_lengths(self, lengths: pl.Series, hex_only: bool = False) -> pl.Series:
         """The spellings with one of these lengths in bytes (only those of hex digits, when ``hex_only``)."""
