@@ -21,6 +21,7 @@ from carelink.ingest.stage import IngestResult, ingest_source
 from carelink.keys import Key
 from carelink.link.stage import LinkResult, link, load_nodes
 from carelink.parallel import for_each_source
+from carelink.pseudonymise.carry import PreviousDelivery
 from carelink.pseudonymise.stage import PseudonymiseResult, pseudonymise_source
 from carelink.tables import file_sha256, read_parquet_metadata, write_json
 from carelink.workspace import Run, Workspace
@@ -62,14 +63,17 @@ INGEST_BYTES_PER_RECORD = 1_000
 PSEUDONYMISE_BYTES_PER_RECORD = 5_000
 
 
-def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
+def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *,
+                     full: bool = False) -> None:
+    """Pseudonymise every source, carrying unchanged records forward from the current run unless ``full``."""
     # Opened once here (and created, if the workspace makes its own, before any worker reads it); each worker
     # process opens it once for all its sources. Forgotten when the stage ends.
     _linkage_keys[workspace.root] = workspace.resolve_key(config, "linkage")
     try:
         standardised = [run.ingest / s.name / "standardised.parquet" for s in config.sources]
         sizes = [pq.read_metadata(path).num_rows if path.is_file() else 0 for path in standardised]
-        tasks = [(config, workspace.root, run, source.name) for source in config.sources]
+        current = None if full else workspace.current_run()
+        tasks = [(config, workspace.root, run, source.name, current) for source in config.sources]
         report.pseudonymise.extend(for_each_source(pseudonymise_configured, tasks, "pseudonymise", sizes,
                                                    PSEUDONYMISE_BYTES_PER_RECORD))
     finally:
@@ -80,16 +84,18 @@ def run_pseudonymise(config: PipelineConfig, run: Run, workspace: Workspace, rep
 _linkage_keys: dict[Path, Key] = {}
 
 
-def pseudonymise_configured(config: PipelineConfig, workspace_root: Path, run: Run, name: str) -> PseudonymiseResult:
+def pseudonymise_configured(config: PipelineConfig, workspace_root: Path, run: Run, name: str,
+                            previous: Run | None = None) -> PseudonymiseResult:
     """Pseudonymise the configured source ``name`` of ``run`` with the workspace's linkage key (opened in this
-    process the first time it is needed)."""
+    process the first time it is needed), carrying unchanged records forward from the ``previous`` run."""
     source = next(s for s in config.sources if s.name == name)
     if workspace_root not in _linkage_keys:
         _linkage_keys[workspace_root] = Workspace(workspace_root).resolve_key(config, "linkage")
     return pseudonymise_source(
         run.ingest / name, run.pseudonymise / name, _linkage_keys[workspace_root],
         partnership=config.partnership, source_kind=source.kind, reference_date=config.reference_date,
-        config_sha256=config.digest(), reversible=source.reversible, bloom_hardening=config.linkage.bloom_hardening)
+        config_sha256=config.digest(), reversible=source.reversible, bloom_hardening=config.linkage.bloom_hardening,
+        previous=PreviousDelivery.of(previous.ingest / name, previous.pseudonymise / name) if previous else None)
 
 
 def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *, retrain: bool = False,
@@ -129,7 +135,7 @@ def run_stage(stage: str, config: PipelineConfig, workspace: Workspace, run: Run
     if stage == "ingest":
         run_ingest(config, run, report)
     elif stage == "pseudonymise":
-        run_pseudonymise(config, run, workspace, report)
+        run_pseudonymise(config, run, workspace, report, full=full)
     elif stage == "link":
         run_link(config, run, workspace, report, retrain=retrain, full=full)
     elif stage == "export":

@@ -12,6 +12,7 @@ from carelink.config import load_config
 from carelink.link.evaluate import evaluate_run
 from carelink.pipeline import run_all
 from carelink.synth import generate_nights
+from carelink.tables import file_sha256
 from carelink.workspace import Workspace
 
 NIGHTS = 3
@@ -81,3 +82,19 @@ def test_linkage_stays_accurate_every_night(nights: dict) -> None:
         scores = evaluate_run(night["incremental"].run.folder, night["folder"] / "truth.csv")
         assert scores["f1"] >= 0.95, scores
         assert scores["truth_records_not_in_run"] == 0
+
+
+def test_later_nights_carry_unchanged_records_and_deliver_the_same_files(nights: dict) -> None:
+    first, *later = nights["runs"]
+    assert all(r.records_carried == 0 for r in first["incremental"].pseudonymise)
+    for night in later:
+        inc, full = night["incremental"], night["full"]
+        carried = sum(r.records_carried for r in inc.pseudonymise)
+        records = sum(r.records for r in inc.pseudonymise)
+        assert 0.9 * records < carried < records  # most records unchanged, some new or changed every night
+        assert all(r.records_carried == 0 for r in full.pseudonymise)
+        for result in inc.pseudonymise:
+            for name in ("nodes.parquet", "activity.parquet", "reid_map.parquet"):
+                ours = result.folder / name
+                theirs = full.run.folder / "pseudonymise" / result.source / name
+                assert file_sha256(ours) == file_sha256(theirs), (result.source, name)

@@ -11,6 +11,8 @@ results are gathered back to the rows by index.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -249,6 +251,14 @@ PASSED_THROUGH = (
     "ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
     "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category",
 )
+#: The standardised columns a node row is made from (``build_nodes`` reads no other).
+NODE_INPUTS = ("source", "record_id", "nhs_number", "nhs_number_status", "shared_id", "given_name", "family_name",
+               "date_of_birth", "sex", "address", "postcode", *PASSED_THROUGH)
+#: Node columns that depend on the reference date as well as on the record.
+DATED_COLUMNS = ("age_band",)
+#: Fingerprint of how node rows are made (columns, inputs, methods), recorded with every delivery.
+FEATURES_SHA256 = hashlib.sha256(json.dumps(
+    [NODE_INPUTS, [(f.column, f.source_field, f.method, f.algorithm) for f in FEATURES]]).encode()).hexdigest()
 #: Standardised fields that are direct identifiers: never written to any output in plaintext.
 DIRECT_IDENTIFIERS = ("record_id", "nhs_number", "shared_id", "given_name", "family_name", "date_of_birth", "address", "postcode")
 
@@ -266,6 +276,7 @@ def build_nodes(frame: pl.DataFrame, key: Key, reference_date: dt.date, source_k
     (numpy, which runs outside the interpreter lock) are built on a second thread while the keyed tokens (HMAC,
     which holds it) are computed on this one.
     """
+    frame = frame.select(NODE_INPUTS)
     build = Build(frame, key, reference_date, bloom_hardening)
     for column in {f.source_field for f in FEATURES if f.column in enc.BLOOM_LAYOUTS}:
         build.distinct(column)  # before the threads share the cache
@@ -281,3 +292,9 @@ def build_nodes(frame: pl.DataFrame, key: Key, reference_date: dt.date, source_k
                     for f in FEATURES]
     columns += [frame[name] for name in PASSED_THROUGH]
     return pl.DataFrame(columns)
+
+
+def dated_columns(frame: pl.DataFrame, key: Key, reference_date: dt.date) -> list[pl.Series]:
+    """The node columns of ``frame``'s records that depend on the reference date (``DATED_COLUMNS``)."""
+    build = Build(frame.select(NODE_INPUTS), key, reference_date)
+    return [f.build(build).alias(f.column) for f in FEATURES if f.column in DATED_COLUMNS]

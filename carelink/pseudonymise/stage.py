@@ -21,7 +21,16 @@ from carelink import __version__
 from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.keys import Key
 from carelink.pseudonymise import hardening, leakscan, risk
-from carelink.pseudonymise.features import FEATURES, PASSED_THROUGH, build_nodes, feature_algorithm
+from carelink.pseudonymise.carry import PreviousDelivery, carry_forward
+from carelink.pseudonymise.features import (
+    FEATURES,
+    FEATURES_SHA256,
+    NODE_INPUTS,
+    PASSED_THROUGH,
+    build_nodes,
+    dated_columns,
+    feature_algorithm,
+)
 from carelink.pseudonymise.report import write_report
 from carelink.pseudonymise.reversible import ALGORITHM as SIV
 from carelink.pseudonymise.reversible import SUFFIX, seal
@@ -42,12 +51,17 @@ class PseudonymiseResult:
     activity_rows: int
     leak_scan_passed: bool
     folder: Path
+    records_carried: int = 0  # node rows carried unchanged from the previous run
 
 
 def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, partnership: str, source_kind: str,
                         reference_date: dt.date, config_sha256: str = "",
-                        reversible: tuple[str, ...] = (), bloom_hardening: str = "none") -> PseudonymiseResult:
+                        reversible: tuple[str, ...] = (), bloom_hardening: str = "none",
+                        previous: PreviousDelivery | None = None) -> PseudonymiseResult:
     """Pseudonymise one source's standardised records (``ingest_folder``) into ``out_folder``.
+
+    With ``previous`` (the last run's records of this source), records unchanged since then keep their node rows
+    (``carry.carry_forward``) and only new and changed records are pseudonymised afresh: the same files either way.
 
     Fields in ``reversible`` are also sealed with AES-SIV (``<field>_sealed``) for ``carelink reidentify``.
     ``bloom_hardening`` (``hardening.HARDENINGS``) applies to every Bloom-filter column; every partner of a
@@ -66,18 +80,25 @@ def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, part
     # if run in order; unchecked files never appear in the folder that goes to the hub.
     out_folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_folder.name}.staging-", dir=out_folder.parent))
+    meta = {"schema_version": SCHEMA_VERSION, "source": source, "source_kind": source_kind,
+            "partnership": partnership, "linkage_key_id": key.key_id, "carelink_version": __version__,
+            "features_sha256": FEATURES_SHA256}
+    if bloom_hardening != "none":
+        meta["bloom_hardening"] = bloom_hardening
+
+    def build(frame: pl.DataFrame) -> pl.DataFrame:
+        nodes = build_nodes(frame, key, reference_date, source_kind, bloom_hardening=bloom_hardening)
+        return nodes.with_columns(seal(frame[field].cast(pl.String), key, field) for field in reversible)
+
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="pseudonymise") as pool:
         spellings = pool.submit(leakscan.identifier_spellings, standardised)
-        nodes = build_nodes(standardised, key, reference_date, source_kind, bloom_hardening=bloom_hardening)
-        nodes = nodes.with_columns(seal(standardised[field].cast(pl.String), key, field) for field in reversible)
+        carried = carry_forward(standardised, previous, meta, sorted({*NODE_INPUTS, *reversible}), build,
+                                lambda frame: dated_columns(frame, key, reference_date), verify_delivery)
+        nodes = carried.nodes
         validated = pool.submit(NodeRecord.validate, nodes)
         risks = pool.submit(risk.assess, standardised, nodes, [f.column for f in FEATURES if f.method == "keyed token"])
         reid_map = pl.DataFrame({"record_id": standardised["record_id"], "record_token": nodes["record_token"]})
         activity = _activity(ingest_folder / "activity.parquet", reid_map)
-        meta = {"schema_version": SCHEMA_VERSION, "source": source, "source_kind": source_kind,
-                "partnership": partnership, "linkage_key_id": key.key_id, "carelink_version": __version__}
-        if bloom_hardening != "none":
-            meta["bloom_hardening"] = bloom_hardening
         tables = {"nodes.parquet": (nodes, meta), "activity.parquet": (activity, meta),
                   "reid_map.parquet": (reid_map, meta | {"stays_at_partner": True})}
         staged = {name: staging / name for name in tables}
@@ -91,6 +112,7 @@ def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, part
                 raise DataQualityError(f"{standardised_path}: two records share a record token (duplicate record ids?)")
             report = _report(meta, standardised, nodes, activity, scan, _inputs(ingest_folder))
             report["config_sha256"] = config_sha256
+            report["counts"]["records_carried"] = carried.carried
             report["risk"] = risks.result()
             write_report(report, out_folder)
             if not scan.passed:
@@ -106,8 +128,9 @@ def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, part
         os.replace(path, out_folder / name)
     staging.rmdir()
     write_delivery_manifest(out_folder, meta, nodes.height)
-    log.info("pseudonymise %s: %d records, %d activity rows, leak scan passed", source, nodes.height, activity.height)
-    return PseudonymiseResult(source, nodes.height, activity.height, scan.passed, out_folder)
+    log.info("pseudonymise %s: %d records (%d carried from the previous run), %d activity rows, leak scan passed",
+             source, nodes.height, carried.carried, activity.height)
+    return PseudonymiseResult(source, nodes.height, activity.height, scan.passed, out_folder, carried.carried)
 
 
 DELIVERY_FILES = ("nodes.parquet", "activity.parquet")

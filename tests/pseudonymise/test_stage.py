@@ -173,7 +173,7 @@ def test_no_plaintext_identifier_in_what_goes_to_the_hub(ingested: Path, out: Pa
 
 def test_report_counts_equal_hand_computed_values(ingested: Path, out: Path) -> None:
     report = json.loads((out / "pseudonymisation_report.json").read_text(encoding="utf-8"))
-    assert report["counts"] == {"records_in": 4, "records_out": 4, "activity_rows_out": 3}
+    assert report["counts"] == {"records_in": 4, "records_out": 4, "activity_rows_out": 3, "records_carried": 0}
     assert report["nhs_number_status"] == {"failed_check_digit": 1, "missing": 1, "valid": 2}
     assert report["nhs_number_test_range"] == 0  # 9434765919 and 4010232137 are outside 999
     assert report["inputs_sha256"] == {
@@ -364,7 +364,7 @@ def test_header_only_source_gives_empty_outputs(tmp_path: Path) -> None:
     assert (result.records, result.activity_rows, result.leak_scan_passed) == (0, 0, True)
     assert pl.read_parquet(tmp_path / "out" / "nodes.parquet").height == 0
     report = json.loads((tmp_path / "out" / "pseudonymisation_report.json").read_text(encoding="utf-8"))
-    assert report["counts"] == {"records_in": 0, "records_out": 0, "activity_rows_out": 0}
+    assert report["counts"] == {"records_in": 0, "records_out": 0, "activity_rows_out": 0, "records_carried": 0}
 
 
 def test_numeric_activity_codes_are_not_leaks(tmp_path: Path) -> None:
