@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import peak_rss_mb, reset_peak_rss, rss_mb  # noqa: E402
 from carelink.config import load_config  # noqa: E402
-from carelink.export.stage import check_reconciles, export, export_all  # noqa: E402
+from carelink.export.stage import check_reconciles, export, export_all, node_column_needed  # noqa: E402
 from carelink.link.stage import load_nodes  # noqa: E402
 from carelink.tables import read_parquet_metadata  # noqa: E402
 from carelink.workspace import Run, Workspace  # noqa: E402
@@ -43,7 +43,7 @@ def run_exports(run_folder: Path, config_path: Path, out: Path, workspace: Path,
     export_key = Workspace(workspace).resolve_key(config, "export")
     person_map = pl.read_parquet(run.link / "person_map.parquet")
     edges = pl.read_parquet(run.link / "edges.parquet")
-    nodes, _ = load_nodes([run.pseudonymise / s.name for s in config.sources])
+    nodes, _ = load_nodes([run.pseudonymise / s.name for s in config.sources], columns=node_column_needed)
     check_reconciles(person_map, nodes)
     activity = {s.name: pl.read_parquet(run.pseudonymise / s.name / "activity.parquet") for s in config.sources}
     type1_sources = frozenset(s.name for s in config.sources if "type1_opt_out" in s.table.columns)

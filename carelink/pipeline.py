@@ -16,7 +16,7 @@ from tqdm import tqdm
 from carelink import __version__
 from carelink.config import PipelineConfig
 from carelink.errors import DataQualityError
-from carelink.export.stage import ExportResult, check_reconciles, export
+from carelink.export.stage import ExportResult, check_reconciles, export, node_column_needed
 from carelink.ingest.stage import IngestResult, ingest_source
 from carelink.keys import Key
 from carelink.link.stage import LinkResult, link, load_nodes
@@ -111,7 +111,8 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
     export_key = workspace.resolve_key(config, "export")
     person_map = pl.read_parquet(run.link / "person_map.parquet")
     edges = pl.read_parquet(run.link / "edges.parquet")
-    nodes, _ = load_nodes([run.pseudonymise / s.name for s in config.sources])  # verified against manifests
+    nodes, _ = load_nodes([run.pseudonymise / s.name for s in config.sources],  # verified against manifests
+                          columns=node_column_needed)
     check_reconciles(person_map, nodes)
     activity = {s.name: pl.read_parquet(run.pseudonymise / s.name / "activity.parquet") for s in config.sources}
     type1_sources = frozenset(s.name for s in config.sources if "type1_opt_out" in s.table.columns)

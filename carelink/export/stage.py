@@ -27,7 +27,7 @@ from carelink import __version__
 from carelink.config import ExportConfig
 from carelink.errors import ConfigError, DataQualityError
 from carelink.export.consent import PURPOSES, TYPE1_RULE, PurposeRules, resolution_texts, withheld_reason
-from carelink.export.people import people_table
+from carelink.export.people import NODE_COLUMNS, people_table
 from carelink.export.pseudonyms import RANK, keyed_ids, pseudonym_map, recipient_pseudonyms
 from carelink.export.publish import MANIFEST, file_entries, staged_folder
 from carelink.export.report import UNLINKED, export_report, report_markdown
@@ -43,10 +43,11 @@ from carelink.export.schema import (
 from carelink.export.summaries import SUMMARIES, ProtectedTable, summary_table
 from carelink.export.verify import verify_export
 from carelink.keys import Key
+from carelink.pseudonymise.reversible import SUFFIX as SEALED
 from carelink.tables import write_json, write_parquet, write_text
 
-__all__ = ["ExportResult", "check_reconciles", "export", "export_all", "pseudonym_map", "recipient_pseudonyms",
-           "verify_export"]
+__all__ = ["ExportResult", "check_reconciles", "export", "export_all", "node_column_needed", "pseudonym_map",
+           "recipient_pseudonyms", "verify_export"]
 log = logging.getLogger(__name__)
 _ACTIVITY_SCHEMA = {"record_token": pl.String, "source": pl.String, "activity_date": pl.Date, "activity_type": pl.String}
 
@@ -74,6 +75,11 @@ class _Shared:
     sources: list[str]
     type1_sources: frozenset[str]
     consent_resolution: Mapping[str, str] | None
+
+
+def node_column_needed(name: str) -> bool:
+    """Whether the export reads this node column (payload, consent and sealed identifiers; ``record_token``)."""
+    return name == "record_token" or name in NODE_COLUMNS or name.endswith(SEALED)
 
 
 def purpose_rules(export: ExportConfig, purposes: Mapping[str, PurposeRules] = PURPOSES) -> PurposeRules:
@@ -120,7 +126,7 @@ def _activity_outcomes(rows: pl.DataFrame, people: pl.DataFrame, ids: pl.DataFra
 def _record_map(person_map: pl.DataFrame, nodes: pl.DataFrame) -> pl.DataFrame:
     """The registry with each record's sealed identifiers (no sealed column: the registry as it is, record tokens
     being unique among nodes)."""
-    sealed = [c for c in nodes.columns if c.endswith("_sealed")]
+    sealed = [c for c in nodes.columns if c.endswith(SEALED)]
     if not sealed:
         return person_map
     return person_map.join(nodes.select("record_token", *sealed), on="record_token", how="left")
@@ -150,7 +156,7 @@ def _tables(rules: PurposeRules, people: pl.DataFrame, record_map: pl.DataFrame 
         rows = by_source.get((source,), exported.clear())
         tables[f"activity/{source}.parquet"] = rows.sort(RANK, "activity_date", "activity_type").select(activity_columns)
     if rules.record_map and record_map is not None:
-        sealed = [c for c in record_map.columns if c.endswith("_sealed") and record_map[c].is_not_null().any()]
+        sealed = [c for c in record_map.columns if c.endswith(SEALED) and record_map[c].is_not_null().any()]
         records = _rekey(record_map.select("person_id", "source", "record_token", *sealed), ids)
         columns = [c for c in RecordMapExport.to_schema().columns if c in records.columns]
         tables["record_map.parquet"] = records.sort(RANK, "source", "record_token").select(columns)

@@ -12,11 +12,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from carelink import __version__
 from carelink.config import LinkageConfig
@@ -52,8 +54,9 @@ class LinkResult:
     records_rescored: int = 0
 
 
-def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
-    """Read every source's nodes, refusing sources made with different linkage keys."""
+def load_nodes(folders: list[Path], columns: Callable[[str], bool] | None = None) -> tuple[pl.DataFrame, str]:
+    """Read every source's nodes (only the columns ``columns`` accepts, where given; ``record_token`` always),
+    refusing sources made with different linkage keys."""
     frames, key_ids = [], {}
     for folder in folders:
         path = folder / "nodes.parquet"
@@ -63,7 +66,10 @@ def load_nodes(folders: list[Path]) -> tuple[pl.DataFrame, str]:
         key_ids[folder.name] = manifest.get("linkage_key_id", "unknown")
         if read_parquet_metadata(path).get("linkage_key_id") != key_ids[folder.name]:
             raise IntegrityError(f"{path}: made with another key than its manifest says")
-        frames.append(pl.read_parquet(path))
+        wanted = None
+        if columns is not None:
+            wanted = [name for name in pq.read_schema(path).names if name == "record_token" or columns(name)]
+        frames.append(pl.read_parquet(path, columns=wanted))
     if len(set(key_ids.values())) > 1:
         listing = ", ".join(f"{name}={key_id}" for name, key_id in sorted(key_ids.items()))
         raise IntegrityError(f"sources were pseudonymised with different linkage keys ({listing}); re-run them with one key")
