@@ -16,7 +16,7 @@ from tqdm import tqdm
 from carelink import __version__
 from carelink.config import PipelineConfig
 from carelink.errors import DataQualityError
-from carelink.export.stage import ExportResult, check_reconciles, export, node_column_needed
+from carelink.export.stage import ExportResult, check_reconciles, export_all, node_column_needed
 from carelink.ingest.stage import IngestResult, ingest_source
 from carelink.keys import Key
 from carelink.link.stage import LinkResult, link, load_nodes
@@ -120,11 +120,11 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
     provenance = {"partnership": config.partnership, "linkage_key_id": link_meta.get("linkage_key_id"),
                   "model_sha256": link_meta.get("model_sha256")}
     purposes = config.purpose_profiles()
-    for target in _progress(list(config.exports), "export"):
-        report.exports.append(export(target, run.export, person_map=person_map, nodes=nodes, activity=activity,
-                                     edges=edges, export_key=export_key, provenance=provenance,
+    report.exports.extend(export_all(config.exports, run.export, person_map=person_map, nodes=nodes,
+                                     activity=activity, edges=edges, export_key=export_key, provenance=provenance,
                                      type1_sources=type1_sources, purposes=purposes,
-                                     consent_resolution=config.consent_resolution))
+                                     consent_resolution=config.consent_resolution,
+                                     progress=lambda targets: _progress(list(targets), "export")))
     sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
     report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
 

@@ -16,7 +16,7 @@ person) once; :func:`export` makes one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,18 +208,20 @@ def export_all(exports: Sequence[ExportConfig], out_folder: Path, *, person_map:
                nodes: pl.DataFrame, activity: dict[str, pl.DataFrame], edges: pl.DataFrame, export_key: Key,
                provenance: dict, type1_sources: frozenset[str] = frozenset(),
                purposes: Mapping[str, PurposeRules] = PURPOSES,
-               consent_resolution: Mapping[str, str] | None = None) -> list[ExportResult]:
+               consent_resolution: Mapping[str, str] | None = None,
+               progress: Callable[[Iterable[ExportConfig]], Iterable[ExportConfig]] = iter) -> list[ExportResult]:
     """Every export of a run, each as :func:`export` makes it (the same bytes), the work they share done once.
 
-    Every export's purpose is checked before anything is computed or written. Arguments as for :func:`export`.
+    Every export's purpose is checked before anything is computed or written. Arguments as for :func:`export`;
+    ``progress`` wraps the exports as they are made (a progress bar).
 
     Raises:
         ConfigError: If an export names an unknown purpose, or a legal basis its purpose does not accept.
     """
-    rules = [purpose_rules(target, purposes) for target in exports]
+    rules = {target: purpose_rules(target, purposes) for target in exports}
     shared = _shared(person_map, nodes, activity, edges, type1_sources, consent_resolution)
-    return [_export_one(target, target_rules, out_folder, shared, export_key, provenance)
-            for target, target_rules in zip(exports, rules, strict=True)]
+    return [_export_one(target, rules[target], out_folder, shared, export_key, provenance)
+            for target in progress(exports)]
 
 
 def _shared(person_map: pl.DataFrame, nodes: pl.DataFrame, activity: dict[str, pl.DataFrame], edges: pl.DataFrame,
