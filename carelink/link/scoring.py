@@ -41,15 +41,19 @@ def candidate_pairs_sql(table: str, rules: tuple[Block, ...], touching: str | No
     of the first rule that finds it. With ``touching`` (a boolean column of ``table``), only pairs in which at least
     one record has it true."""
     selects = []
+    either_way = f"SELECT least(l.{NODE_ID}, r.{NODE_ID}) AS a, greatest(l.{NODE_ID}, r.{NODE_ID}) AS b"
     for index, rule in enumerate(rules):
         on = " AND ".join(f"l.{a} = r.{b}" for a, b in zip(rule.left, rule.right_columns, strict=True))
-        near = f" AND (l.{touching} OR r.{touching})" if touching else ""
-        if rule.right is None:
-            selects.append(f"SELECT l.{NODE_ID} AS a, r.{NODE_ID} AS b, {index} AS k FROM {table} l JOIN {table} r "
-                           f"ON {on} WHERE l.{NODE_ID} < r.{NODE_ID}{near}")
+        join = f"{index} AS k FROM {table} l JOIN {table} r ON {on} WHERE"
+        if touching:
+            # the touching side filtered before the join (a condition on either side could only filter after it):
+            # the join then builds on the few records touched, not on everyone
+            sides = ["l"] if rule.right is None else ["l", "r"]  # two columns: the touched record on either side
+            selects += [f"{either_way}, {join} {side}.{touching} AND l.{NODE_ID} <> r.{NODE_ID}" for side in sides]
+        elif rule.right is None:
+            selects.append(f"SELECT l.{NODE_ID} AS a, r.{NODE_ID} AS b, {join} l.{NODE_ID} < r.{NODE_ID}")
         else:  # joins two different columns: a pair may be found either way round
-            selects.append(f"SELECT least(l.{NODE_ID}, r.{NODE_ID}) AS a, greatest(l.{NODE_ID}, r.{NODE_ID}) AS b, "
-                           f"{index} AS k FROM {table} l JOIN {table} r ON {on} WHERE l.{NODE_ID} <> r.{NODE_ID}{near}")
+            selects.append(f"{either_way}, {join} l.{NODE_ID} <> r.{NODE_ID}")
     union = "\nUNION ALL\n".join(selects)
     return f"SELECT a AS join_key_l, b AS join_key_r, CAST(min(k) AS VARCHAR) AS match_key FROM ({union}) GROUP BY a, b"
 
