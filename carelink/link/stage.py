@@ -290,8 +290,9 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     nodes, key_id = load_nodes(node_folders)
     hardening = node_hardening(node_folders)
     frame = with_row_hash(model_input(nodes))
-    rules = choose_rules(frame, model.BLOCKING_RULES)
-    comparisons = check_blocking_budget(frame, rules, config.max_comparisons)
+    counted: dict[str, int] = {}  # the comparisons of each rule counted while choosing, reused by the budget check
+    rules = choose_rules(frame, model.BLOCKING_RULES, counted)
+    comparisons = check_blocking_budget(frame, rules, config.max_comparisons, counted)
     model_path = config.model or state_folder / "model.json"
     trained = retrain or not model_path.is_file()
     timings["load"] = time.perf_counter() - started
@@ -368,9 +369,15 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
         changed, kept = None, None
     else:
         population, old_edges = baseline
-        unchanged = frame.join(population, on=["record_token", "row_hash"], how="semi")["record_token"].implode()
-        changed = ~frame["record_token"].is_in(unchanged)
-        kept = old_edges.filter(pl.col("record_token_l").is_in(unchanged) & pl.col("record_token_r").is_in(unchanged))
+        # joins, not is_in against a list of ten million tokens (21 s at 10M records)
+        same = population.select("record_token", "row_hash", pl.lit(True).alias("unchanged"))
+        marked = frame.select("record_token", "row_hash").join(same, on=["record_token", "row_hash"], how="left",
+                                                                maintain_order="left")
+        changed = marked["unchanged"].is_null()
+        unchanged = marked.filter(~changed).select("record_token")
+        kept = (old_edges.join(unchanged, left_on="record_token_l", right_on="record_token", how="semi",
+                               maintain_order="left")
+                .join(unchanged, left_on="record_token_r", right_on="record_token", how="semi", maintain_order="left"))
         if not changed.any():
             return kept, 0
     scoring = frame.drop("row_hash")

@@ -27,6 +27,13 @@ def test_counts_are_exact_per_rule() -> None:
     assert counts["l.a = r.b"] == 3  # record with a=1 against the three records with b=1
 
 
+def test_counts_already_made_are_reused_and_new_ones_kept() -> None:
+    known = {"l.dob_token = r.dob_token": 5}  # as if counted earlier (a wrong figure, to see that it is reused)
+    counts = check_blocking_budget(_frame(), RULES, max_comparisons=10_000, known=known)
+    assert counts["l.dob_token = r.dob_token"] == 5
+    assert known["l.a = r.b"] == 3 and len(known) == len(RULES)
+
+
 def test_over_budget_names_the_rule_and_the_block() -> None:
     with pytest.raises(DataQualityError) as raised:
         check_blocking_budget(_frame(), RULES, max_comparisons=1_000)
