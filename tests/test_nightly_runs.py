@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def test_later_nights_carry_unchanged_records_and_deliver_the_same_files(nights:
         assert 0.9 * records < carried < records  # most records unchanged, some new or changed every night
         assert all(r.records_carried == 0 for r in full.pseudonymise)
         for result in inc.pseudonymise:
+            scan = json.loads((result.folder / "pseudonymisation_report.json").read_text(encoding="utf-8"))["leak_scan"]
+            assert scan["passed"] and scan["records_compared_before"] == result.records_carried
             for name in ("nodes.parquet", "activity.parquet", "reid_map.parquet"):
                 ours = result.folder / name
                 theirs = full.run.folder / "pseudonymise" / result.source / name

@@ -39,10 +39,12 @@ class PreviousDelivery:
 
 @dataclass(frozen=True)
 class Carried:
-    """The nodes of tonight's records and how many of them were carried from the previous delivery."""
+    """The nodes of tonight's records, how many were carried from the previous delivery, and which rows were
+    pseudonymised afresh (None: all of them)."""
 
     nodes: pl.DataFrame
     carried: int
+    fresh_rows: np.ndarray | None = None
 
 
 def unchanged_pairs(current: pl.DataFrame, previous: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +102,7 @@ def carry_forward(standardised: pl.DataFrame, previous: PreviousDelivery | None,
     source[rows] = previous_rows
     source[fresh_rows] = previous_nodes.height + np.arange(fresh_rows.size)
     nodes = pl.concat([previous_nodes, fresh], rechunk=False).gather(source)
-    return Carried(nodes.with_columns(recompute(standardised)), int(rows.size))
+    return Carried(nodes.with_columns(recompute(standardised)), int(rows.size), fresh_rows)
 
 
 def _usable(previous: PreviousDelivery, meta: dict, verify: Callable[[Path], dict]) -> bool:

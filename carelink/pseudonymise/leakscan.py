@@ -42,12 +42,15 @@ class LeakScanResult:
     identifier_values: int = 0
     leaks: list[dict[str, str | int]] = field(default_factory=list)
     not_scanned: list[str] = field(default_factory=list)
+    #: Records whose list cells were compared with their own identifiers in the delivery they were carried from.
+    records_compared_before: int = 0
 
     @property
     def passed(self) -> bool:
         return not self.leaks
 
     def to_dict(self) -> dict:
+        carried = {"records_compared_before": self.records_compared_before} if self.records_compared_before else {}
         return {
             "passed": self.passed,
             "columns_scanned": self.columns_scanned,
@@ -55,6 +58,7 @@ class LeakScanResult:
             "identifier_values": self.identifier_values,
             "leaks": self.leaks[:50],
             "not_scanned": self.not_scanned,
+            **carried,
         }
 
 
@@ -250,10 +254,19 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
 
 
 def scan_with(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, spellings: pl.Series,
-              categorical: tuple[str, ...] = (), aligned: tuple[str, ...] = ()) -> LeakScanResult:
-    """``scan`` with the identifier spellings already computed (``identifier_spellings``)."""
+              categorical: tuple[str, ...] = (), aligned: tuple[str, ...] = (),
+              aligned_rows: np.ndarray | None = None) -> LeakScanResult:
+    """``scan`` with the identifier spellings already computed (``identifier_spellings``).
+
+    ``aligned_rows``, where given, are the only rows of the aligned tables whose list cells need comparing with their
+    own record's identifiers: the others were carried unchanged, with unchanged identifiers, from a delivery whose
+    scan passed (``carry.carry_forward``). Every other comparison covers every row.
+    """
     needles = _Needles(spellings)
+
     result = LeakScanResult(identifier_values=spellings.len())
+    own = standardised if aligned_rows is None else standardised[aligned_rows]
+    result.records_compared_before = 0 if aligned_rows is None else standardised.height - aligned_rows.size
     for table_name, frame in outputs.items():
         for column in frame.columns:
             series = frame[column]
@@ -264,7 +277,8 @@ def scan_with(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, spel
             if series.dtype == pl.Date:
                 hits = _dates_of_birth(series, standardised["date_of_birth"])
             elif isinstance(series.dtype, pl.List) and is_aligned:
-                hits = _numeric_hits_aligned(series, standardised, needles)
+                cells = series if aligned_rows is None else series.gather(aligned_rows)
+                hits = _numeric_hits_aligned(cells, own, needles)
             else:
                 found = _cell_hits(series, needles)
                 if found is None:

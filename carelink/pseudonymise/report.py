@@ -15,7 +15,10 @@ def render_html(report: dict[str, Any]) -> str:
     e = html.escape
     scan, risk = report["leak_scan"], report["risk"]
     verdict = (f'<div class="ok">Leak scan passed: {scan["cells_scanned"]:,} cells in {scan["columns_scanned"]} '
-               f'columns compared with {scan["identifier_values"]:,} identifier values; none found.</div>'
+               f'columns compared with {scan["identifier_values"]:,} identifier values; none found.'
+               + (f' The Bloom-filter cells of {scan["records_compared_before"]:,} records carried unchanged from '
+                  'the previous delivery were compared with their own identifiers when that delivery was scanned.'
+                  if scan.get("records_compared_before") else '') + '</div>'
                if scan["passed"] else
                '<div class="warn">Leak scan FAILED: ' + e(", ".join(f"{x['table']}.{x['column']} ({x['cells']} cells)"
                                                           for x in scan["leaks"])) + ". Nothing was published.</div>")

@@ -106,7 +106,7 @@ def pseudonymise_source(ingest_folder: Path, out_folder: Path, key: Key, *, part
                   for name, (frame, table_meta) in tables.items()]
         try:
             scan = leakscan.scan_with({"nodes": nodes, "activity": activity}, standardised, spellings.result(),
-                                      CATEGORICAL, aligned=("nodes",))
+                                      CATEGORICAL, aligned=("nodes",), aligned_rows=carried.fresh_rows)
             validated.result()
             if reid_map["record_token"].n_unique() != reid_map.height:
                 raise DataQualityError(f"{standardised_path}: two records share a record token (duplicate record ids?)")

@@ -200,8 +200,26 @@ def test_leak_scan_equals_the_original(frame: pl.DataFrame, nodes: pl.DataFrame,
     activity = pl.DataFrame({"record_token": nodes["record_token"].head(120), "activity_type": types * (120 // len(types))})
     outputs = {"nodes": _leaky(frame, nodes) if plant else nodes, "activity": activity}
     fast = leakscan.scan(outputs, frame, CATEGORICAL, aligned=aligned).to_dict()
+    assert "records_compared_before" not in fast  # nothing carried
     assert fast == legacy.scan(outputs, frame, CATEGORICAL, aligned=aligned).to_dict()
     assert fast["passed"] is not plant
+
+
+def test_carried_rows_skip_only_the_own_identifier_comparison(frame: pl.DataFrame, nodes: pl.DataFrame) -> None:
+    # a record's NHS number planted in its own Bloom filter: found where the row is fresh, not where it was carried
+    planted = nodes.with_columns(pl.concat_list(pl.col("given_name_bf").list.slice(0, 7),
+                                                frame["nhs_number"].cast(pl.Int64, strict=False)).alias("given_name_bf"))
+    spellings = leakscan.identifier_spellings(frame)
+    valid = np.flatnonzero(frame["nhs_number"].is_not_null().to_numpy())
+    fresh = leakscan.scan_with({"nodes": planted}, frame, spellings, CATEGORICAL, ("nodes",), valid[:3])
+    assert fresh.leaks == [{"table": "nodes", "column": "given_name_bf", "cells": 3}]
+    assert fresh.records_compared_before == frame.height - 3
+    none_fresh = np.flatnonzero(frame["nhs_number"].is_null().to_numpy())
+    carried = leakscan.scan_with({"nodes": planted}, frame, spellings, CATEGORICAL, ("nodes",), none_fresh)
+    assert carried.passed
+    # the other comparisons still cover every row: an NHS number as a token is found wherever it is
+    tokens = nodes.with_columns(frame["nhs_number"].cast(pl.Int64, strict=False).alias("nhs_number_token"))
+    assert not leakscan.scan_with({"nodes": tokens}, frame, spellings, CATEGORICAL, ("nodes",), none_fresh).passed
 
 
 def test_identifier_spellings_equal_the_original(frame: pl.DataFrame) -> None:
