@@ -43,7 +43,7 @@ class ClusterStats:
 #: A record is ambiguous when its links to two different NHS numbers are within this many bits of each other.
 AMBIGUITY_BITS = 10.0
 #: Identifiers that must all agree exactly for an edge between two different valid NHS numbers to stand.
-_EXCUSING = ("given_name_token", "family_name_token", "dob_token")
+EXCUSING = ("given_name_token", "family_name_token", "dob_token")
 
 
 def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int], int, int]:
@@ -81,14 +81,14 @@ def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int
 def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, ClusterStats]:
     """Return ``record_token, cluster_id`` for every node (cluster_id = the cluster's smallest record token).
 
-    ``nodes`` needs unique ``record_token`` values, ``nhs_number_token`` and the tokens in ``_EXCUSING``. Records are
+    ``nodes`` needs unique ``record_token`` values, ``nhs_number_token`` and the tokens in ``EXCUSING``. Records are
     worked on by row number. Inside a connected component of the usable edges that holds at most one NHS number no
     union can be refused, so the greedy loop runs only over the components holding two or more (a small minority):
     the same clusters as running it over every edge, about five times faster at 1M records (``bench/cluster.py``).
     """
     if nodes.height == 0:
         return pl.DataFrame(schema={"record_token": pl.String, "cluster_id": pl.String}), ClusterStats(0, 0, 0)
-    columns = ["nhs_number_token", *_EXCUSING]
+    columns = ["nhs_number_token", *EXCUSING]
     strong = edges.lazy().select("record_token_l", "record_token_r", "match_weight", "match_probability").filter(
         pl.col("match_probability") >= threshold).drop("match_probability").with_row_index("_edge").collect()
     # both ends' node row numbers in one join, in edge order: left ends, then right ends
@@ -102,7 +102,7 @@ def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple
     pairs = pl.concat([pairs, attributes[pairs["_l"]].rename({c: f"{c}_l" for c in columns}),
                        attributes[pairs["_r"]].rename({c: f"{c}_r" for c in columns})], how="horizontal")
     differ = (pl.col("nhs_number_token_l") != pl.col("nhs_number_token_r")).fill_null(False)
-    excused = pl.all_horizontal(pl.col(f"{c}_l") == pl.col(f"{c}_r") for c in _EXCUSING).fill_null(False)
+    excused = pl.all_horizontal(pl.col(f"{c}_l") == pl.col(f"{c}_r") for c in EXCUSING).fill_null(False)
     pairs = pairs.with_columns((differ & ~excused).alias("nhs_conflict"), (differ & excused).alias("nhs_excused"))
     usable = pairs.filter(~pl.col("nhs_conflict"))
 
@@ -112,7 +112,7 @@ def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple
                              *(pl.col(f"{c}_{own}").alias(f"{c}_own") for c in columns),
                              *(pl.col(f"{c}_{theirs}").alias(f"{c}_theirs") for c in columns))
 
-    same_identity = pl.all_horizontal(pl.col(f"{c}_own") == pl.col(f"{c}_theirs") for c in _EXCUSING).fill_null(False)
+    same_identity = pl.all_horizontal(pl.col(f"{c}_own") == pl.col(f"{c}_theirs") for c in EXCUSING).fill_null(False)
     counted = pl.col("nhs_number_token_own").is_null() | (
         pl.col("nhs_number_token_own") != pl.col("nhs_number_token_theirs")) | ~same_identity
     linked = pl.concat([direction("l", "r"), direction("r", "l")]).drop_nulls("nhs_number_token_theirs")

@@ -25,7 +25,7 @@ from carelink.config import LinkageConfig
 from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.link import model
 from carelink.link.blocking import check_blocking_budget, choose_rules
-from carelink.link.clustering import ClusterStats, cluster
+from carelink.link.clustering import EXCUSING, ClusterStats, cluster
 from carelink.link.households import household_evidence
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
@@ -275,6 +275,10 @@ def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, harde
     return settings
 
 
+#: The node columns clustering, the registry and the report read (the rest is needed only to score).
+AFTER_SCORING = ("record_token", "source", "source_kind", "age_band", "nhs_number_token", *EXCUSING)
+
+
 def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config: LinkageConfig, *, run_id: str,
          previous: Path | None = None, retrain: bool = False, incremental: bool = True,
          config_digest: str = "") -> LinkResult:
@@ -310,6 +314,10 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     baseline = _previous_scores(previous, model_sha) if incremental and not trained else None
     edges, changed = _score(frame, settings, rules, config, baseline)
     timings["predict"] = time.perf_counter() - t0
+    # what the rest needs of the records; the match features (Bloom filters, variant lists) are let go
+    population = frame.select("record_token", "row_hash")
+    del frame
+    nodes = nodes.select(AFTER_SCORING)
     gc.collect()
     t0 = time.perf_counter()
     clusters, cluster_stats = cluster(nodes, edges, config.threshold)
@@ -324,7 +332,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     t0 = time.perf_counter()
     meta = {"linkage_key_id": key_id, "model_sha256": model_sha}
     write_parquet(edges, out_folder / "edges.parquet", meta)
-    write_parquet(frame.select("record_token", "row_hash"), out_folder / "population.parquet", meta)
+    write_parquet(population, out_folder / "population.parquet", meta)
     write_parquet(registry.records.join(clusters.select("record_token", "source"), on="record_token"),
                   out_folder / "person_map.parquet", meta)
     registry.save(out_folder)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carelink.link.clustering import _EXCUSING, AMBIGUITY_BITS, ClusterStats, cluster
+from carelink.link.clustering import AMBIGUITY_BITS, EXCUSING, ClusterStats, cluster
 
 NAME = {"given_name_token": 1, "family_name_token": 2, "dob_token": 3}
 
@@ -84,13 +84,13 @@ def test_a_twins_number_under_the_other_twins_name_joins_neither() -> None:
 
 def _reference_with_conflicts(nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.DataFrame:
     """Flag edges joining two different valid NHS numbers not excused by exact agreement on everything else."""
-    columns = ["record_token", "nhs_number_token", *_EXCUSING]
+    columns = ["record_token", "nhs_number_token", *EXCUSING]
     left = nodes.select(columns).rename({c: f"{c}_l" for c in columns})
     right = nodes.select(columns).rename({c: f"{c}_r" for c in columns})
     joined = edges.select("record_token_l", "record_token_r", "match_weight", "match_probability").join(
         left, on="record_token_l").join(right, on="record_token_r")
     differ = (pl.col("nhs_number_token_l") != pl.col("nhs_number_token_r")).fill_null(False)  # null: one missing
-    excused = pl.all_horizontal(pl.col(f"{c}_l") == pl.col(f"{c}_r") for c in _EXCUSING).fill_null(False)
+    excused = pl.all_horizontal(pl.col(f"{c}_l") == pl.col(f"{c}_r") for c in EXCUSING).fill_null(False)
     return joined.with_columns((differ & ~excused).alias("nhs_conflict"), (differ & excused).alias("nhs_excused")).select(
         "record_token_l", "record_token_r", "match_weight", "nhs_conflict", "nhs_excused")
 
@@ -102,7 +102,7 @@ def _reference_ambiguous(nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.Series:
     through an excused edge (exact name and date of birth, another number) and its own number only where the record
     carrying it has another name or date of birth: the signature of a relative's number typed onto the record.
     """
-    columns = ["record_token", "nhs_number_token", *_EXCUSING]
+    columns = ["record_token", "nhs_number_token", *EXCUSING]
     both_ways = pl.concat([
         edges.select(pl.col("record_token_l").alias("record"), pl.col("record_token_r").alias("other"), "match_weight"),
         edges.select(pl.col("record_token_r").alias("record"), pl.col("record_token_l").alias("other"), "match_weight"),
@@ -113,7 +113,7 @@ def _reference_ambiguous(nodes: pl.DataFrame, edges: pl.DataFrame) -> pl.Series:
               .join(nodes.select(columns).rename({c: f"{c}_theirs" for c in columns}), left_on="other",
                     right_on="record_token_theirs")
               .drop_nulls("nhs_number_token_theirs"))
-    same_identity = pl.all_horizontal(pl.col(f"{c}_own") == pl.col(f"{c}_theirs") for c in _EXCUSING).fill_null(False)
+    same_identity = pl.all_horizontal(pl.col(f"{c}_own") == pl.col(f"{c}_theirs") for c in EXCUSING).fill_null(False)
     counted = pl.col("nhs_number_token_own").is_null() | (
         pl.col("nhs_number_token_own") != pl.col("nhs_number_token_theirs")) | ~same_identity
     best = linked.filter(counted).group_by("record", "nhs_number_token_theirs").agg(pl.col("match_weight").max())
