@@ -39,12 +39,15 @@ class PreviousDelivery:
 
 @dataclass(frozen=True)
 class Carried:
-    """The nodes of tonight's records, how many were carried from the previous delivery, and which rows were
-    pseudonymised afresh (None: all of them)."""
+    """The nodes of tonight's records and which rows were pseudonymised afresh (None: all of them)."""
 
     nodes: pl.DataFrame
-    carried: int
     fresh_rows: np.ndarray | None = None
+
+    @property
+    def carried(self) -> int:
+        """How many rows were carried from the previous delivery."""
+        return 0 if self.fresh_rows is None else self.nodes.height - self.fresh_rows.size
 
 
 def unchanged_pairs(current: pl.DataFrame, previous: pl.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -81,13 +84,13 @@ def carry_forward(standardised: pl.DataFrame, previous: PreviousDelivery | None,
     """
     usable = previous is not None and _usable(previous, meta, verify)
     if not usable:
-        return Carried(build(standardised), 0)
+        return Carried(build(standardised))
     assert previous is not None
     before = pl.read_parquet(previous.standardised)
     if any(column not in before.columns or before.schema[column] != standardised.schema[column] for column in inputs):
         log.info("%s: standardised columns changed since the previous run; every record pseudonymised afresh",
                  previous.delivery)
-        return Carried(build(standardised), 0)
+        return Carried(build(standardised))
     rows, previous_rows = unchanged_pairs(standardised, before, inputs)
     del before
     fresh_rows = np.setdiff1d(np.arange(standardised.height), rows, assume_unique=True)
@@ -96,13 +99,13 @@ def carry_forward(standardised: pl.DataFrame, previous: PreviousDelivery | None,
     if previous_nodes.schema != fresh.schema:
         log.info("%s: node columns changed since the previous run; every record pseudonymised afresh",
                  previous.delivery)
-        return Carried(build(standardised), 0)
+        return Carried(build(standardised))
     # one gather from previous rows and fresh rows stacked, in tonight's record order
     source = np.empty(standardised.height, dtype=np.int64)
     source[rows] = previous_rows
     source[fresh_rows] = previous_nodes.height + np.arange(fresh_rows.size)
     nodes = pl.concat([previous_nodes, fresh], rechunk=False).gather(source)
-    return Carried(nodes.with_columns(recompute(standardised)), int(rows.size), fresh_rows)
+    return Carried(nodes.with_columns(recompute(standardised)), fresh_rows)
 
 
 def _usable(previous: PreviousDelivery, meta: dict, verify: Callable[[Path], dict]) -> bool:
