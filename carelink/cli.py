@@ -113,7 +113,7 @@ def synth(people: int, seed: int, out: Path, nights: int | None) -> None:
 @config_argument
 @workspace_option
 @click.option("--retrain", is_flag=True, help="Train a new model even when one exists.")
-@click.option("--full", is_flag=True, help="Pseudonymise and rescore every record, not only those new or changed since the last run.")
+@click.option("--full", is_flag=True, help="Standardise, pseudonymise and rescore every record, not only those new or changed since the last run.")
 @click.option("--engine", type=click.Choice(["duckdb", "spark"]), help="Override linkage.engine from the config.")
 @click.option("--truth", type=click.Path(dir_okay=False, path_type=Path), help="Also score the result against a truth file.")
 @handle_errors
@@ -169,8 +169,10 @@ def _stage_command(stage: str) -> Callable[..., None]:
     return command
 
 
-for _stage in ("ingest", "export"):
-    main.command(name=_stage)(_stage_command(_stage))
+main.command(name="ingest")(
+    click.option("--full", is_flag=True, help="Standardise every row, carrying none from the current run.")(
+        _stage_command("ingest")))
+main.command(name="export")(_stage_command("export"))
 main.command(name="pseudonymise")(
     click.option("--full", is_flag=True, help="Pseudonymise every record, carrying none from the current run.")(
         _stage_command("pseudonymise")))

@@ -50,9 +50,14 @@ def _progress(items: list, description: str) -> Any:
     return tqdm(items, desc=description, unit="source", disable=not sys.stderr.isatty(), leave=False)
 
 
-def run_ingest(config: PipelineConfig, run: Run, report: RunReport) -> None:
+def run_ingest(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport, *,
+               full: bool = False) -> None:
+    """Ingest every source, carrying unchanged rows' standardised values forward from the current run unless
+    ``full``."""
     sizes = [s.table.path.stat().st_size // BYTES_PER_ROW if s.table.path.is_file() else 0 for s in config.sources]
-    tasks = [(source, run.ingest, config.reference_date) for source in config.sources]
+    current = None if full else workspace.current_run()
+    tasks = [(source, run.ingest, config.reference_date, current.ingest / source.name if current else None)
+             for source in config.sources]
     report.ingest.extend(for_each_source(ingest_source, tasks, "ingest", sizes, INGEST_BYTES_PER_RECORD))
 
 
@@ -134,7 +139,7 @@ def run_stage(stage: str, config: PipelineConfig, workspace: Workspace, run: Run
     """Run one stage inside ``run`` and record its time."""
     started = time.perf_counter()
     if stage == "ingest":
-        run_ingest(config, run, report)
+        run_ingest(config, run, workspace, report, full=full)
     elif stage == "pseudonymise":
         run_pseudonymise(config, run, workspace, report, full=full)
     elif stage == "link":

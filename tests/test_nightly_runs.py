@@ -88,6 +88,7 @@ def test_linkage_stays_accurate_every_night(nights: dict) -> None:
 def test_later_nights_carry_unchanged_records_and_deliver_the_same_files(nights: dict) -> None:
     first, *later = nights["runs"]
     assert all(r.records_carried == 0 for r in first["incremental"].pseudonymise)
+    assert all(r.records_carried == 0 for r in first["incremental"].ingest)
     for night in later:
         inc, full = night["incremental"], night["full"]
         carried = sum(r.records_carried for r in inc.pseudonymise)
@@ -100,4 +101,13 @@ def test_later_nights_carry_unchanged_records_and_deliver_the_same_files(nights:
             for name in ("nodes.parquet", "activity.parquet", "reid_map.parquet"):
                 ours = result.folder / name
                 theirs = full.run.folder / "pseudonymise" / result.source / name
+                assert file_sha256(ours) == file_sha256(theirs), (result.source, name)
+        standardised = sum(r.records.rows_standardised for r in inc.ingest)
+        assert 0.9 * standardised < sum(r.records_carried for r in inc.ingest) < standardised
+        assert all(r.records_carried == 0 for r in full.ingest)
+        for result in inc.ingest:
+            for name in ("standardised.parquet", "quarantine.parquet", "row_fingerprints.parquet",
+                         "activity.parquet", "activity_quarantine.parquet"):
+                ours = result.folder / name
+                theirs = full.run.folder / "ingest" / result.source / name
                 assert file_sha256(ours) == file_sha256(theirs), (result.source, name)

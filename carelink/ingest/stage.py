@@ -16,6 +16,7 @@ import polars as pl
 from carelink.config import SourceConfig, TableSpec
 from carelink.errors import DataQualityError, InputFileError
 from carelink.ingest import standardise as st
+from carelink.ingest.carry import DATED, RAW_HASH, PreviousRecords, fingerprint, raw_hash, write_fingerprints
 from carelink.ingest.readers import RAW, ROW, RawChunk, read_table, shorten
 from carelink.ingest.schema import SCHEMA_VERSION, StandardisedActivity, StandardisedRecord
 from carelink.tables import file_sha256, write_json, write_parquet
@@ -53,12 +54,20 @@ class IngestResult:
     records: TableCounts
     activity: TableCounts | None
     folder: Path
+    records_carried: int = 0  # rows whose standardised values were carried from the previous run
 
 
-def ingest_source(source: SourceConfig, out_dir: Path, reference_date: dt.date) -> IngestResult:
-    """Read, standardise, validate and quarantine one source; write its files under ``out_dir/<source>/``."""
+def ingest_source(source: SourceConfig, out_dir: Path, reference_date: dt.date,
+                  previous: Path | None = None) -> IngestResult:
+    """Read, standardise, validate and quarantine one source; write its files under ``out_dir/<source>/``.
+
+    ``previous`` is the source's ingest folder of the previous run: rows unchanged since then keep their
+    standardised values (see ``carry``); the output is the same either way.
+    """
     folder = out_dir / source.name
-    records, quarantine, rows_in = _ingest_records(source, reference_date)
+    made = fingerprint(source, SCHEMA_VERSION)
+    carry_from = PreviousRecords.load(previous, made, list(CARRIED)) if previous is not None else None
+    records, quarantine, rows_in = _ingest_records(source, reference_date, carry_from)
     record_counts = TableCounts(rows_in, records.height, quarantine.height)
     activity_counts = None
     meta = {"schema_version": SCHEMA_VERSION, "source": source.name, "kind": source.kind}
@@ -71,11 +80,14 @@ def ingest_source(source: SourceConfig, out_dir: Path, reference_date: dt.date) 
         if counts is not None and not counts.reconciles():
             raise DataQualityError(f"{spec.path}: {counts.rows_in} rows in but {counts.rows_standardised} "
                                    f"standardised + {counts.rows_quarantined} quarantined")
-    write_parquet(records, folder / "standardised.parquet", meta)
+    carried = int(records[_CARRIED_FLAG].sum())
+    standardised = write_parquet(records.drop(RAW_HASH, _CARRIED_FLAG), folder / "standardised.parquet", meta)
+    write_fingerprints(records[RAW_HASH], folder, standardised, made)
     write_parquet(quarantine, folder / "quarantine.parquet", meta)
     write_json(_validation_summary(source, records, quarantine, record_counts, activity_counts), folder / "validation.json")
-    log.info("ingest %s: %d rows in, %d standardised, %d quarantined", source.name, rows_in, records.height, quarantine.height)
-    return IngestResult(source.name, record_counts, activity_counts, folder)
+    log.info("ingest %s: %d rows in, %d standardised (%d carried from the previous run), %d quarantined",
+             source.name, rows_in, records.height, carried, quarantine.height)
+    return IngestResult(source.name, record_counts, activity_counts, folder, carried)
 
 
 def _formats(spec: TableSpec) -> tuple[str, ...]:
@@ -87,47 +99,96 @@ def _column(spec: TableSpec, canonical: str) -> pl.Expr:
     return pl.col(spec.columns[canonical]) if canonical in spec.columns else pl.lit(None, dtype=pl.String)
 
 
-def _ingest_records(source: SourceConfig, reference_date: dt.date) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+def _ingest_records(source: SourceConfig, reference_date: dt.date,
+                    previous: PreviousRecords | None) -> tuple[pl.DataFrame, pl.DataFrame, int]:
     spec = source.table
     kept: list[pl.DataFrame] = []
     quarantined: list[pl.DataFrame] = []
+    first_seen = pl.DataFrame(schema={"record_id": pl.String, "_first": pl.Int64})
     rows_in = 0
     for chunk in read_table(spec):
         rows_in += chunk.rows.height + chunk.unreadable.height
         quarantined.append(chunk.unreadable)
-        good, bad = _standardise_records(source, chunk, reference_date)
+        good, bad = _standardise_records(source, chunk, reference_date, previous)
+        good, duplicates = _split_duplicates(good, first_seen)
+        first_seen = pl.concat([first_seen, good.select("record_id", pl.col(ROW).alias("_first"))], rechunk=False)
         kept.append(good)
-        quarantined.append(bad)
+        quarantined.append(_with_raw(pl.concat([bad, duplicates]), chunk.rows))
     records = pl.concat(kept)
-    records, duplicates = _split_duplicates(records, spec)
-    quarantined.append(duplicates)
-    return records.drop(RAW), _sorted(pl.concat(quarantined)), rows_in
+    quarantine = _sorted(pl.concat(quarantined))
+    repeated = quarantine.filter(pl.col("reasons").str.starts_with(_DUPLICATE)).height
+    if repeated:
+        log.warning("%s: %d rows repeat an earlier record_id and were quarantined", spec.path, repeated)
+    return records, quarantine, rows_in
 
 
-def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+#: Standardised person-record columns, in the order of ``standardised.parquet``.
+COLUMNS = ("source", "record_id", ROW, "nhs_number", "nhs_number_status", "shared_id", "given_name", "family_name",
+           "date_of_birth", "date_of_birth_status", "sex", "address", "postcode", "postcode_status",
+           "ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
+           "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category")
+#: Columns a row unchanged since the previous run keeps (the others are its key or depend on the reference date).
+CARRIED = tuple(c for c in COLUMNS if c not in ("source", "record_id", ROW, *DATED))
+#: Whether a row's values were carried from the previous run (dropped before writing).
+_CARRIED_FLAG = "_carried"
+_DUPLICATE = "duplicate record_id"
+
+
+def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: dt.date,
+                         previous: PreviousRecords | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Standardised rows of a chunk (with ``RAW_HASH`` and ``_CARRIED_FLAG``) and the rows quarantined
+    (``ROW``, reasons)."""
     spec = source.table
     raw = chunk.rows
     formats = _formats(spec)
-    frame = raw.select(
-        pl.lit(source.name).alias("source"),
-        _column(spec, "record_id").str.strip_chars().alias("record_id"),
-        pl.col(ROW),
+    keys = raw.select(pl.col(ROW), _column(spec, "record_id").str.strip_chars().alias("record_id"), raw_hash(spec))
+    missing_id = keys["record_id"].is_null() | (keys["record_id"] == "")
+    bad = keys.filter(missing_id).select(ROW, pl.lit("record_id is missing").alias("reasons"))
+    keys = keys.filter(~missing_id)
+    carried = (previous.carried(keys, ROW) if previous is not None
+               else pl.DataFrame(schema={ROW: pl.Int64, "record_id": pl.String}))
+    fresh = raw.join(keys.join(carried, on=ROW, how="anti").select(ROW), on=ROW, how="semi", maintain_order="left")
+    standardised = fresh.select(pl.col(ROW), *_carried_columns(spec, fresh))
+    if carried.height:
+        standardised = pl.concat([carried.drop("record_id"), standardised.select(carried.drop("record_id").columns)])
+    frame = (
+        keys.join(raw.select(pl.col(ROW), *_dated_columns(spec, raw, formats, reference_date)), on=ROW,
+                  maintain_order="left")
+        .join(standardised, on=ROW, maintain_order="left")
+        .with_columns(pl.lit(source.name).alias("source"), pl.col(ROW).is_in(carried[ROW]).alias(_CARRIED_FLAG))
+        .select(*COLUMNS, RAW_HASH, _CARRIED_FLAG)
+    )
+    good, invalid = _validate(frame, StandardisedRecord, spec.path)
+    return good, pl.concat([bad, invalid])
+
+
+def _carried_columns(spec: TableSpec, raw: pl.DataFrame) -> list[pl.Expr]:
+    """The standardised columns of ``CARRIED``: functions of a row's raw values alone."""
+    consent = _consent_columns(spec, raw)
+    return [
         st.nhs_number_and_status(_column(spec, "nhs_number")).struct.unnest(),
         st.standardise_identifier(_column(spec, "shared_id")).alias("shared_id"),
         st.standardise_name(_column(spec, "given_name")).alias("given_name"),
         st.standardise_name(_column(spec, "family_name")).alias("family_name"),
-        st.birth_date_and_status(_column(spec, "date_of_birth"), formats, reference_date).struct.unnest(),
         st.standardise_sex(_column(spec, "sex")).alias("sex"),
         st.standardise_address(_column(spec, "address")).alias("address"),
         st.postcode_and_status(_column(spec, "postcode")).struct.unnest(),
-        *_consent_columns(spec, raw, formats, reference_date),
-        _raw_record(raw).alias(RAW),
-    )
-    missing_id = frame["record_id"].is_null() | (frame["record_id"] == "")
-    bad = frame.filter(missing_id).select(ROW, RAW, pl.lit("record_id is missing").alias("reasons"))
-    good = frame.filter(~missing_id)
-    good, invalid = _validate(good, StandardisedRecord, spec.path)
-    return good, pl.concat([bad, invalid])
+        *consent,
+    ]
+
+
+def _dated_columns(spec: TableSpec, raw: pl.DataFrame, formats: tuple[str, ...], reference_date: dt.date) -> list[pl.Expr]:
+    """The standardised columns of ``DATED``: they depend on the reference date too."""
+    return [
+        st.birth_date_and_status(_column(spec, "date_of_birth"), formats, reference_date).struct.unnest(),
+        *(st.statement_date(_column(spec, name), formats, reference_date).alias(name) for name in _DATE_FIELDS),
+    ]
+
+
+def _with_raw(quarantined: pl.DataFrame, raw: pl.DataFrame) -> pl.DataFrame:
+    """Quarantined rows (``ROW``, reasons) with their original row as ``RAW``."""
+    originals = raw.join(quarantined.select(ROW), on=ROW, how="semi")
+    return quarantined.join(originals.select(pl.col(ROW), _raw_record(originals).alias(RAW)), on=ROW).select(ROW, RAW, "reasons")
 
 
 def _raw_record(raw: pl.DataFrame) -> pl.Expr:
@@ -136,18 +197,15 @@ def _raw_record(raw: pl.DataFrame) -> pl.Expr:
     return pl.struct(columns).struct.json_encode() if columns else pl.lit("{}")
 
 
-def _consent_columns(spec: TableSpec, raw: pl.DataFrame, formats: tuple[str, ...], reference_date: dt.date) -> list[pl.Expr]:
+def _consent_columns(spec: TableSpec, raw: pl.DataFrame) -> list[pl.Expr]:
+    """The coded consent fields (their dates are in ``_dated_columns``)."""
     columns = []
     for name in _BOOL_FIELDS:
         codes = {v: True for v in _TRUE} | {v: False for v in _FALSE} | spec.consent_values.get(name, {})
         columns.append(_coded(spec, raw, name, codes, pl.Boolean))
     shared_care = _SHARED_CARE | spec.consent_values.get("shared_care_consent", {})
-    columns.insert(2, _coded(spec, raw, "shared_care_consent", shared_care, pl.String))
-    dates = {name: st.statement_date(_column(spec, name), formats, reference_date).alias(name) for name in _DATE_FIELDS}
-    order = ["ndop_opt_out", "ndop_opt_out_date", "type1_opt_out", "type1_opt_out_date", "shared_care_consent",
-             "shared_care_consent_date", "research_consent", "research_consent_date", "sensitive_category"]
-    by_name = {c.meta.output_name(): c for c in columns} | dates
-    return [by_name[name] for name in order]
+    columns.append(_coded(spec, raw, "shared_care_consent", shared_care, pl.String))
+    return columns
 
 
 def _coded(spec: TableSpec, raw: pl.DataFrame, name: str, codes: dict[str, object], dtype: pl.DataType) -> pl.Expr:
@@ -168,11 +226,11 @@ def _coded(spec: TableSpec, raw: pl.DataFrame, name: str, codes: dict[str, objec
 
 
 def _validate(frame: pl.DataFrame, model: type, path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Validate with pandera; rows that fail go to quarantine with the failed checks as reasons."""
-    checked = frame.drop(RAW) if RAW in frame.columns else frame
+    """Validate with pandera; rows that fail come back apart (``ROW``, reasons: the failed checks)."""
+    checked = frame.select(c for c in frame.columns if c not in (RAW_HASH, _CARRIED_FLAG))
     try:
         model.validate(checked, lazy=True)
-        return frame, pl.DataFrame(schema={ROW: pl.Int64, RAW: pl.String, "reasons": pl.String})
+        return frame, pl.DataFrame(schema={ROW: pl.Int64, "reasons": pl.String})
     except pandera.errors.SchemaErrors as exc:
         failures = exc.failure_cases.filter(pl.col("index").is_not_null())
         if failures.height == 0:
@@ -183,22 +241,21 @@ def _validate(frame: pl.DataFrame, model: type, path: Path) -> tuple[pl.DataFram
         .rename({"index": "_index"})
     )
     indexed = frame.with_row_index("_index").with_columns(pl.col("_index").cast(reasons["_index"].dtype))
-    bad = indexed.join(reasons, on="_index", how="inner").select(ROW, RAW, "reasons")
+    bad = indexed.join(reasons, on="_index", how="inner").select(ROW, "reasons")
     good = indexed.join(reasons, on="_index", how="anti").drop("_index")
     return good, bad
 
 
-def _split_duplicates(records: pl.DataFrame, spec: TableSpec) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Keep the first row of each record_id; quarantine the later ones (which one is right cannot be known)."""
-    first_row = pl.col(ROW).min().over("record_id")
-    is_duplicate = pl.col(ROW) != first_row
-    flagged = records.with_columns(first_row.alias("_first"), is_duplicate.alias("_dup"))
-    duplicates = flagged.filter("_dup").select(
-        ROW, RAW,
-        pl.format("duplicate record_id (first seen at row {})", pl.col("_first")).alias("reasons"),
+def _split_duplicates(records: pl.DataFrame, first_seen: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Keep the first row of each record_id, counting ``first_seen`` (record_id, _first: rows kept from earlier
+    chunks); the later ones come back apart (``ROW``, reasons), since which one is right cannot be known."""
+    flagged = (
+        records.join(first_seen, on="record_id", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_first", pl.col(ROW).min().over("record_id")).alias("_first"))
+        .with_columns((pl.col(ROW) != pl.col("_first")).alias("_dup"))
     )
-    if duplicates.height:
-        log.warning("%s: %d rows repeat an earlier record_id and were quarantined", spec.path, duplicates.height)
+    duplicates = flagged.filter("_dup").select(
+        ROW, pl.format(_DUPLICATE + " (first seen at row {})", pl.col("_first")).alias("reasons"))
     return flagged.filter(~pl.col("_dup")).drop("_first", "_dup"), duplicates
 
 
@@ -220,13 +277,12 @@ def _ingest_activity(source: SourceConfig, records: pl.DataFrame, reference_date
             pl.col(ROW),
             st.parse_date(_column(spec, "activity_date"), _formats(spec), reference_date).alias("activity_date"),
             _column(spec, "activity_type").str.strip_chars().alias("activity_type"),
-            _raw_record(chunk.rows).alias(RAW),
         )
         orphan = frame.join(known, on="record_id", how="anti")
-        quarantined.append(orphan.select(ROW, RAW, pl.lit("record_id not among the source's accepted records").alias("reasons")))
+        orphan = orphan.select(ROW, pl.lit("record_id not among the source's accepted records").alias("reasons"))
         good, bad = _validate(frame.join(known, on="record_id", how="semi"), StandardisedActivity, spec.path)
-        kept.append(good.drop(RAW))
-        quarantined.append(bad)
+        kept.append(good)
+        quarantined.append(_with_raw(pl.concat([orphan, bad]), chunk.rows))
     return pl.concat(kept).sort(ROW), _sorted(pl.concat(quarantined)), rows_in
 
 
