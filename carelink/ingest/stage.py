@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandera.errors
 import polars as pl
 
@@ -144,20 +145,22 @@ def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: 
     keys = raw.select(pl.col(ROW), _column(spec, "record_id").str.strip_chars().alias("record_id"), raw_hash(spec))
     missing_id = keys["record_id"].is_null() | (keys["record_id"] == "")
     bad = keys.filter(missing_id).select(ROW, pl.lit("record_id is missing").alias("reasons"))
-    keys = keys.filter(~missing_id)
+    keys, accepted = keys.filter(~missing_id), raw.filter(~missing_id)
     carried = (previous.carried(keys, ROW) if previous is not None
-               else pl.DataFrame(schema={ROW: pl.Int64, "record_id": pl.String}))
-    fresh = raw.join(keys.join(carried, on=ROW, how="anti").select(ROW), on=ROW, how="semi", maintain_order="left")
-    standardised = fresh.select(pl.col(ROW), *_carried_columns(spec, fresh))
-    if carried.height:
-        standardised = pl.concat([carried.drop("record_id"), standardised.select(carried.drop("record_id").columns)])
-    frame = (
-        keys.join(raw.select(pl.col(ROW), *_dated_columns(spec, raw, formats, reference_date)), on=ROW,
-                  maintain_order="left")
-        .join(standardised, on=ROW, maintain_order="left")
-        .with_columns(pl.lit(source.name).alias("source"), pl.col(ROW).is_in(carried[ROW]).alias(_CARRIED_FLAG))
-        .select(*COLUMNS, RAW_HASH, _CARRIED_FLAG)
-    )
+               else pl.DataFrame(schema={ROW: pl.Int64, "record_id": pl.String, **{c: pl.Null for c in CARRIED}}))
+    is_carried = keys[ROW].is_in(carried[ROW].implode())
+    fresh = accepted.filter(~is_carried)
+    # carried and fresh values stacked, then gathered into the chunk's row order (a select keeps ROW so that
+    # literals, for fields the source does not map, take the chunk's height)
+    positions = np.empty(keys.height, dtype=np.int64)
+    positions[is_carried.to_numpy()] = np.arange(carried.height)
+    positions[~is_carried.to_numpy()] = carried.height + np.arange(fresh.height)
+    values = pl.concat([carried.select(CARRIED), fresh.select(pl.col(ROW), *_carried_columns(spec, fresh)).select(CARRIED)],
+                       how="vertical_relaxed").gather(positions)
+    frame = pl.concat([keys, accepted.select(pl.col(ROW), *_dated_columns(spec, formats, reference_date)).drop(ROW), values],
+                      how="horizontal").with_columns(pl.lit(source.name).alias("source"),
+                                                     is_carried.alias(_CARRIED_FLAG)).select(*COLUMNS, RAW_HASH,
+                                                                                             _CARRIED_FLAG)
     good, invalid = _validate(frame, StandardisedRecord, spec.path)
     return good, pl.concat([bad, invalid])
 
@@ -177,7 +180,7 @@ def _carried_columns(spec: TableSpec, raw: pl.DataFrame) -> list[pl.Expr]:
     ]
 
 
-def _dated_columns(spec: TableSpec, raw: pl.DataFrame, formats: tuple[str, ...], reference_date: dt.date) -> list[pl.Expr]:
+def _dated_columns(spec: TableSpec, formats: tuple[str, ...], reference_date: dt.date) -> list[pl.Expr]:
     """The standardised columns of ``DATED``: they depend on the reference date too."""
     return [
         st.birth_date_and_status(_column(spec, "date_of_birth"), formats, reference_date).struct.unnest(),
@@ -249,8 +252,10 @@ def _validate(frame: pl.DataFrame, model: type, path: Path) -> tuple[pl.DataFram
 def _split_duplicates(records: pl.DataFrame, first_seen: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Keep the first row of each record_id, counting ``first_seen`` (record_id, _first: rows kept from earlier
     chunks); the later ones come back apart (``ROW``, reasons), since which one is right cannot be known."""
+    # an inner join keeps the hash table on the chunk's side, not on every record seen so far
+    earlier = records.select("record_id", ROW).join(first_seen, on="record_id", how="inner").drop("record_id")
     flagged = (
-        records.join(first_seen, on="record_id", how="left", maintain_order="left")
+        records.join(earlier, on=ROW, how="left", maintain_order="left")
         .with_columns(pl.coalesce("_first", pl.col(ROW).min().over("record_id")).alias("_first"))
         .with_columns((pl.col(ROW) != pl.col("_first")).alias("_dup"))
     )
@@ -278,9 +283,12 @@ def _ingest_activity(source: SourceConfig, records: pl.DataFrame, reference_date
             st.parse_date(_column(spec, "activity_date"), _formats(spec), reference_date).alias("activity_date"),
             _column(spec, "activity_type").str.strip_chars().alias("activity_type"),
         )
-        orphan = frame.join(known, on="record_id", how="anti")
-        orphan = orphan.select(ROW, pl.lit("record_id not among the source's accepted records").alias("reasons"))
-        good, bad = _validate(frame.join(known, on="record_id", how="semi"), StandardisedActivity, spec.path)
+        # an inner join keeps the hash table on the chunk's side (known record IDs are unique)
+        matched = frame.select("record_id", ROW).join(known, on="record_id", how="inner").select(ROW)
+        orphan = frame.join(matched, on=ROW, how="anti").select(
+            ROW, pl.lit("record_id not among the source's accepted records").alias("reasons"))
+        good, bad = _validate(frame.join(matched, on=ROW, how="semi", maintain_order="left"), StandardisedActivity,
+                              spec.path)
         kept.append(good)
         quarantined.append(_with_raw(pl.concat([orphan, bad]), chunk.rows))
     return pl.concat(kept).sort(ROW), _sorted(pl.concat(quarantined)), rows_in
