@@ -49,10 +49,17 @@ def label_free_estimates(edges: pl.DataFrame, threshold: float) -> dict[str, flo
 
 def link_rates(nodes: pl.DataFrame, person_map: pl.DataFrame, by: str) -> list[dict[str, Any]]:
     """Share of records linked to at least one other record, per value of ``by`` (source, age band, …)."""
-    sizes = person_map.group_by("person_id").len("person_records")
-    frame = nodes.select("record_token", by).join(person_map.select("record_token", "person_id"), on="record_token")
-    frame = frame.join(sizes, on="person_id").with_columns((pl.col("person_records") > 1).alias("linked"))
-    rates = frame.group_by(by).agg(pl.len().alias("records"), pl.col("linked").mean().alias("link_rate"))
+    return _rates(linked_records(nodes, person_map, [by]), by)
+
+
+def linked_records(nodes: pl.DataFrame, person_map: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
+    """``columns`` of every node, and whether its person holds other records too (``linked``)."""
+    people = person_map.select("record_token", (pl.len().over("person_id") > 1).alias("linked"))
+    return nodes.select("record_token", *columns).join(people, on="record_token").drop("record_token")
+
+
+def _rates(linked: pl.DataFrame, by: str) -> list[dict[str, Any]]:
+    rates = linked.group_by(by).agg(pl.len().alias("records"), pl.col("linked").mean().alias("link_rate"))
     return sorted(rates.to_dicts(), key=lambda r: _natural_key(r[by]))
 
 
@@ -97,6 +104,8 @@ def build_report(*, nodes: pl.DataFrame, edges: pl.DataFrame, person_map: pl.Dat
                         "their own")
     mw_columns = [c for c in edges.columns if c.startswith("mw_") and not c.startswith("mw_tf_adj")]
     sample = _sample_links(edges, threshold)
+    by = ("source", "age_band", "source_kind")
+    linked = linked_records(nodes, person_map, list(by))  # one join for the three breakdowns
     return {
         "run_id": run_id,
         "training": model_document["training"],
@@ -111,25 +120,31 @@ def build_report(*, nodes: pl.DataFrame, edges: pl.DataFrame, person_map: pl.Dat
         "prior_match_probability": model_document["splink"]["probability_two_random_records_match"],
         "match_weight_histogram": histogram(weights, list(range(low, high + 1, max(1, (high - low) // 25)))),
         "person_size_histogram": dict(sorted(sizes.group_by("records").len().iter_rows())),
-        "link_rate_by_source": link_rates(nodes, person_map, "source"),
-        "link_rate_by_age_band": link_rates(nodes, person_map, "age_band"),
-        "link_rate_by_source_kind": link_rates(nodes, person_map, "source_kind"),
+        **{f"link_rate_by_{column}": _rates(linked, column) for column in by},
         "sample_links": [{k: row[k] for k in ("match_weight", "match_probability", *mw_columns)} for row in sample],
         "warnings": warnings,
     }
 
 
 def _sample_links(edges: pl.DataFrame, threshold: float) -> list[dict[str, Any]]:
-    """Strongest, weakest kept, and strongest rejected link: the three a reviewer wants to see first."""
+    """Strongest, weakest kept, and strongest rejected link: the three a reviewer wants to see first (ties go to
+    the smallest tokens, the weakest kept to the largest)."""
     if edges.height == 0:
         return []
-    ordered = edges.sort(["match_weight", "record_token_l", "record_token_r"], descending=[True, False, False])
-    kept = ordered.filter(pl.col("match_probability") >= threshold)
-    rejected = ordered.filter(pl.col("match_probability") < threshold)
-    picks = [kept.head(1), kept.tail(1), rejected.head(1)]
+    tokens = ["record_token_l", "record_token_r"]
+    kept = edges.filter(pl.col("match_probability") >= threshold)
+    rejected = edges.filter(pl.col("match_probability") < threshold)
+
+    def extreme(frame: pl.DataFrame, strongest: bool) -> pl.DataFrame:
+        """The one row at the extreme weight, without sorting every edge."""
+        if frame.height == 0:
+            return frame
+        weight = frame["match_weight"].max() if strongest else frame["match_weight"].min()
+        ties = frame.filter(pl.col("match_weight") == weight).sort(tokens)
+        return ties.head(1) if strongest else ties.tail(1)
+
+    picks = [extreme(kept, True), extreme(kept, False), extreme(rejected, True)]
     return [row for pick in picks for row in pick.to_dicts()]
-
-
 
 
 def render_html(report: dict[str, Any]) -> str:
