@@ -43,7 +43,7 @@ class Registry:
 
     def save(self, folder: Path) -> None:
         """Write both tables atomically."""
-        write_parquet(self.records.sort("record_token"), folder / "registry.parquet", {"table": "person registry"})
+        write_parquet(sorted_by_token(self.records), folder / "registry.parquet", {"table": "person registry"})
         write_parquet(self.history, folder / "history.parquet", {"table": "person registry history"})
 
     def record_count(self, person_id: str) -> int:
@@ -53,6 +53,22 @@ class Registry:
     def next_number(self) -> int:
         ids = pl.concat([self.records["person_id"], self.history["person_id"]]).drop_nulls()
         return 1 + (int(ids.str.slice(len(_PREFIX)).cast(pl.Int64).max()) if ids.len() else 0)
+
+
+def sorted_by_token(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` in ``record_token`` order.
+
+    Record tokens are 32 lower-case hex digits (``NodeRecord``), so their first 16 digits read as a 64-bit number
+    sort as the tokens do: sorting by that number first is about three times faster than comparing ten million
+    strings. Tokens of any other form are sorted as strings.
+    """
+    tokens = frame["record_token"]
+    if tokens.is_sorted():
+        return frame
+    if tokens.len() and not tokens.str.contains("^[0-9a-f]{32}$").not_().any():
+        prefix = tokens.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64)
+        return frame.with_columns(prefix.alias("_prefix")).sort("_prefix", "record_token").drop("_prefix")
+    return frame.sort("record_token")
 
 
 def _format(number: int) -> str:
@@ -93,7 +109,7 @@ def assign_person_ids(registry: Registry, clusters: pl.DataFrame, run_id: str) -
         pl.lit(run_id).alias("last_run"),
     )
     history = pl.concat([registry.history, _events(claims, kept, retired, fresh, assigned, run_id)])
-    return Registry(assigned.sort("record_token"), history)
+    return Registry(sorted_by_token(assigned), history)
 
 
 def _events(claims: pl.DataFrame, kept: pl.DataFrame, retired: pl.DataFrame, fresh: pl.DataFrame,

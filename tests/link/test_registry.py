@@ -139,3 +139,14 @@ def test_history_is_deterministic_when_a_part_holds_two_old_ids() -> None:
     assert ids(results[0]) == {"t1": "P000000001", "t3": "P000000001", "t2": "P000000003", "t4": "P000000003"}
     assert events(results[0], "run2") == [("merged_into", "P000000002", "P000000001", 1),
                                           ("split_from", "P000000003", "P000000001", 2)]
+
+
+def test_records_sorted_by_token_as_strings_would_sort_them() -> None:
+    import secrets
+
+    from carelink.link.registry import sorted_by_token
+
+    hex_tokens = [secrets.token_hex(16) for _ in range(500)] + ["0" * 16 + secrets.token_hex(8) for _ in range(5)]
+    for tokens in (hex_tokens, ["t10", "t9", "T1", "t1"], [t.upper() for t in hex_tokens]):
+        frame = pl.DataFrame({"record_token": tokens, "n": range(len(tokens))})
+        assert sorted_by_token(frame).equals(frame.sort("record_token"))
