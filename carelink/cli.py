@@ -502,10 +502,13 @@ def _scores_line(scores: dict) -> str:
 
 
 def _summary(report: Any, scores: dict | None) -> str:
-    lines = [f"run {report.run.run_id} succeeded and is now current", "", "source          rows in  standardised  quarantined"]
+    lines = [f"run {report.run.run_id} succeeded and is now current", "",
+             "source          rows in  standardised  quarantined  carried from the last run (ingest / pseudonymise)"]
+    carried = {r.source: r.records_carried for r in report.pseudonymise}
     for result in report.ingest:
         r = result.records
-        lines.append(f"{result.source:<14} {r.rows_in:>8,}  {r.rows_standardised:>12,}  {r.rows_quarantined:>11,}")
+        lines.append(f"{result.source:<14} {r.rows_in:>8,}  {r.rows_standardised:>12,}  {r.rows_quarantined:>11,}  "
+                     f"{result.records_carried:>11,} / {carried.get(result.source, 0):,}")
     link = report.link
     lines += ["", f"people found: {link.people:,} from {link.records:,} records "
               f"({link.edges:,} scored pairs; model {'trained' if link.trained else 'loaded'}; "

@@ -210,9 +210,11 @@ def write_manifest(config: PipelineConfig, report: RunReport, status: str) -> Pa
 
 def summary_counts(report: RunReport) -> dict[str, Any]:
     """Counts per stage, as printed in the summary and stored in the manifest."""
+    carried = {r.source: r.records_carried for r in report.pseudonymise}
     return {
         "sources": {r.source: {"rows_in": r.records.rows_in, "standardised": r.records.rows_standardised,
-                               "quarantined": r.records.rows_quarantined} for r in report.ingest},
+                               "quarantined": r.records.rows_quarantined, "carried_by_ingest": r.records_carried,
+                               "carried_by_pseudonymise": carried.get(r.source, 0)} for r in report.ingest},
         "records_linked": report.link.records if report.link else None,
         "edges": report.link.edges if report.link else None,
         "people": report.link.people if report.link else None,

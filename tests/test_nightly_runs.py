@@ -105,6 +105,10 @@ def test_later_nights_carry_unchanged_records_and_deliver_the_same_files(nights:
         standardised = sum(r.records.rows_standardised for r in inc.ingest)
         assert 0.9 * standardised < sum(r.records_carried for r in inc.ingest) < standardised
         assert all(r.records_carried == 0 for r in full.ingest)
+        counted = json.loads((inc.run.folder / "manifest.json").read_text(encoding="utf-8"))["counts"]["sources"]
+        assert {name: c["carried_by_ingest"] for name, c in counted.items()} == {r.source: r.records_carried for r in inc.ingest}
+        assert {name: c["carried_by_pseudonymise"] for name, c in counted.items()} == {
+            r.source: r.records_carried for r in inc.pseudonymise}
         for result in inc.ingest:
             for name in ("standardised.parquet", "quarantine.parquet", "row_fingerprints.parquet",
                          "activity.parquet", "activity_quarantine.parquet"):
