@@ -22,6 +22,7 @@ import polars as pl
 
 from carelink import __version__
 from carelink.config import SourceConfig, TableSpec
+from carelink.ingest.readers import ROW
 from carelink.tables import file_sha256, read_parquet_metadata, write_parquet
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,10 @@ class PreviousRecords:
             return None
         return cls(values.with_columns(row_hashes))
 
-    def carried(self, keys: pl.DataFrame, row: str) -> pl.DataFrame:
-        """The previous values of the rows in ``keys`` (``row``, record_id, RAW_HASH) that are unchanged, with
-        their ``row``, in ``keys`` order."""
+    def carried(self, keys: pl.DataFrame) -> pl.DataFrame:
+        """The previous values of the rows in ``keys`` (``ROW``, record_id, RAW_HASH) that are unchanged, with
+        their ``ROW``, in ``ROW`` order."""
         # joined on the hash alone, the record IDs compared after: a third of the time of joining on both
         paired = keys.join(self.values, on=RAW_HASH, how="inner", suffix="_previous")
         return (paired.filter(pl.col("record_id") == pl.col("record_id_previous"))
-                .drop(RAW_HASH, "record_id_previous").sort(row))
+                .drop(RAW_HASH, "record_id_previous").sort(ROW))

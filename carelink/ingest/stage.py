@@ -106,21 +106,20 @@ def _ingest_records(source: SourceConfig, reference_date: dt.date,
     kept: list[pl.DataFrame] = []
     quarantined: list[pl.DataFrame] = []
     first_seen = pl.DataFrame(schema={"record_id": pl.String, "_first": pl.Int64})
-    rows_in = 0
+    rows_in = repeated = 0
     for chunk in read_table(spec):
         rows_in += chunk.rows.height + chunk.unreadable.height
         quarantined.append(chunk.unreadable)
         good, bad = _standardise_records(source, chunk, reference_date, previous)
         good, duplicates = _split_duplicates(good, first_seen)
         first_seen = pl.concat([first_seen, good.select("record_id", pl.col(ROW).alias("_first"))], rechunk=False)
+        repeated += duplicates.height
         kept.append(good)
         quarantined.append(_with_raw(pl.concat([bad, duplicates]), chunk.rows))
     records = pl.concat(kept)
-    quarantine = _sorted(pl.concat(quarantined))
-    repeated = quarantine.filter(pl.col("reasons").str.starts_with(_DUPLICATE)).height
     if repeated:
         log.warning("%s: %d rows repeat an earlier record_id and were quarantined", spec.path, repeated)
-    return records, quarantine, rows_in
+    return records, _sorted(pl.concat(quarantined)), rows_in
 
 
 #: Standardised person-record columns, in the order of ``standardised.parquet``.
@@ -132,7 +131,6 @@ COLUMNS = ("source", "record_id", ROW, "nhs_number", "nhs_number_status", "share
 CARRIED = tuple(c for c in COLUMNS if c not in ("source", "record_id", ROW, *DATED))
 #: Whether a row's values were carried from the previous run (dropped before writing).
 _CARRIED_FLAG = "_carried"
-_DUPLICATE = "duplicate record_id"
 
 
 def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: dt.date,
@@ -146,21 +144,19 @@ def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: 
     missing_id = keys["record_id"].is_null() | (keys["record_id"] == "")
     bad = keys.filter(missing_id).select(ROW, pl.lit("record_id is missing").alias("reasons"))
     keys, accepted = keys.filter(~missing_id), raw.filter(~missing_id)
-    carried = (previous.carried(keys, ROW) if previous is not None
-               else pl.DataFrame(schema={ROW: pl.Int64, "record_id": pl.String, **{c: pl.Null for c in CARRIED}}))
+    carried = previous.carried(keys) if previous is not None else keys.select(ROW).clear()
     is_carried = keys[ROW].is_in(carried[ROW].implode())
     fresh = accepted.filter(~is_carried)
-    # carried and fresh values stacked, then gathered into the chunk's row order (a select keeps ROW so that
-    # literals, for fields the source does not map, take the chunk's height)
-    positions = np.empty(keys.height, dtype=np.int64)
-    positions[is_carried.to_numpy()] = np.arange(carried.height)
-    positions[~is_carried.to_numpy()] = carried.height + np.arange(fresh.height)
-    values = pl.concat([carried.select(CARRIED), fresh.select(pl.col(ROW), *_carried_columns(spec, fresh)).select(CARRIED)],
-                       how="vertical_relaxed").gather(positions)
-    frame = pl.concat([keys, accepted.select(pl.col(ROW), *_dated_columns(spec, formats, reference_date)).drop(ROW), values],
-                      how="horizontal").with_columns(pl.lit(source.name).alias("source"),
-                                                     is_carried.alias(_CARRIED_FLAG)).select(*COLUMNS, RAW_HASH,
-                                                                                             _CARRIED_FLAG)
+    # a select keeps ROW so that literals, for fields the source does not map, take the frame's height
+    values = fresh.select(pl.col(ROW), *_carried_columns(spec, fresh)).select(CARRIED)
+    if carried.height:  # carried and fresh values stacked, then gathered into the chunk's row order
+        positions = np.empty(keys.height, dtype=np.int64)
+        positions[is_carried.to_numpy()] = np.arange(carried.height)
+        positions[~is_carried.to_numpy()] = carried.height + np.arange(fresh.height)
+        values = pl.concat([carried.select(CARRIED), values]).gather(positions)
+    dated = accepted.select(pl.col(ROW), *_dated_columns(spec, formats, reference_date)).drop(ROW)
+    frame = pl.concat([keys, dated, values], how="horizontal").with_columns(
+        pl.lit(source.name).alias("source"), is_carried.alias(_CARRIED_FLAG)).select(*COLUMNS, RAW_HASH, _CARRIED_FLAG)
     good, invalid = _validate(frame, StandardisedRecord, spec.path)
     return good, pl.concat([bad, invalid])
 
@@ -260,7 +256,7 @@ def _split_duplicates(records: pl.DataFrame, first_seen: pl.DataFrame) -> tuple[
         .with_columns((pl.col(ROW) != pl.col("_first")).alias("_dup"))
     )
     duplicates = flagged.filter("_dup").select(
-        ROW, pl.format(_DUPLICATE + " (first seen at row {})", pl.col("_first")).alias("reasons"))
+        ROW, pl.format("duplicate record_id (first seen at row {})", pl.col("_first")).alias("reasons"))
     return flagged.filter(~pl.col("_dup")).drop("_first", "_dup"), duplicates
 
 
