@@ -91,6 +91,7 @@ _AAD_PREFIX = b"carelink-key aad v1\n"
 _FIELD_INFO = b"carelink/field/"
 _RECIPIENT_INFO = b"carelink/recipient/"
 _REVERSIBLE_INFO = b"carelink/reversible/"
+_STORAGE_INFO = b"carelink/storage/"
 _HEADER_FIELDS = ("format", "version", "kind", "key_id", "created", "kdf", "cipher", "nonce", "ciphertext")
 
 
@@ -194,6 +195,15 @@ class Key:
             ConfigError: If ``field`` is not a non-empty string.
         """
         return self._subkey(_REVERSIBLE_INFO, field, "field", length=64)
+
+    def storage_key(self, store: str) -> bytes:
+        """Return the 32-byte AES-GCM key for a store the hub keeps between runs (HKDF-SHA256, info
+        ``b"carelink/storage/" + store``): separate from every token and recipient key.
+
+        Raises:
+            ConfigError: If ``store`` is not a non-empty string.
+        """
+        return self._subkey(_STORAGE_INFO, store, "store")
 
     def _subkey(self, info: bytes, name: str, what: str, length: int = KEY_LENGTH) -> bytes:
         if not isinstance(name, str) or not name:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 from carelink import __version__
 from carelink.config import PipelineConfig
 from carelink.errors import DataQualityError
-from carelink.export.stage import ExportResult, check_reconciles, export_all, node_column_needed
+from carelink.export.stage import ExportResult, RecipientIdStore, check_reconciles, export_all, node_column_needed
 from carelink.ingest.stage import IngestResult, ingest_source
 from carelink.keys import Key
 from carelink.link.stage import LinkResult, link, load_nodes
@@ -129,7 +129,8 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
                                      activity=activity, edges=edges, export_key=export_key, provenance=provenance,
                                      type1_sources=type1_sources, purposes=purposes,
                                      consent_resolution=config.consent_resolution,
-                                     progress=lambda targets: _progress(list(targets), "export")))
+                                     progress=lambda targets: _progress(list(targets), "export"),
+                                     id_store=RecipientIdStore(workspace.state / "recipient_ids")))
     sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
     report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
 

@@ -8,7 +8,7 @@ Layout::
       runs/<run_id>/link/…                      edges, person_map, model.json
       runs/<run_id>/export/<recipient>/<purpose>/…
       runs/<run_id>/manifest.json
-      state/                                    registry, history, model.json (survive runs)
+      state/                                    registry, history, model.json, recipient_ids/ (survive runs)
       keys/                                     keys carelink created when the config names none
       current                                   run id of the last fully successful run
       latest                                    run id of the most recently started run

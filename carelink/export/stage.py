@@ -28,7 +28,7 @@ from carelink.config import ExportConfig
 from carelink.errors import ConfigError, DataQualityError
 from carelink.export.consent import PURPOSES, TYPE1_RULE, PurposeRules, resolution_texts, withheld_reason
 from carelink.export.people import NODE_COLUMNS, people_table
-from carelink.export.pseudonyms import RANK, keyed_ids, pseudonym_map, recipient_pseudonyms
+from carelink.export.pseudonyms import RANK, RecipientIdStore, keyed_ids, pseudonym_map, recipient_pseudonyms
 from carelink.export.publish import MANIFEST, file_entries, staged_folder
 from carelink.export.report import UNLINKED, export_report, report_markdown
 from carelink.export.schema import (
@@ -46,8 +46,8 @@ from carelink.keys import Key
 from carelink.pseudonymise.reversible import SUFFIX as SEALED
 from carelink.tables import write_json, write_parquet, write_text
 
-__all__ = ["ExportResult", "check_reconciles", "export", "export_all", "node_column_needed", "pseudonym_map",
-           "recipient_pseudonyms", "verify_export"]
+__all__ = ["ExportResult", "RecipientIdStore", "check_reconciles", "export", "export_all", "node_column_needed",
+           "pseudonym_map", "recipient_pseudonyms", "verify_export"]
 log = logging.getLogger(__name__)
 _ACTIVITY_SCHEMA = {"record_token": pl.String, "source": pl.String, "activity_date": pl.Date, "activity_type": pl.String}
 
@@ -209,18 +209,20 @@ def export_all(exports: Sequence[ExportConfig], out_folder: Path, *, person_map:
                provenance: dict, type1_sources: frozenset[str] = frozenset(),
                purposes: Mapping[str, PurposeRules] = PURPOSES,
                consent_resolution: Mapping[str, str] | None = None,
-               progress: Callable[[Iterable[ExportConfig]], Iterable[ExportConfig]] = iter) -> list[ExportResult]:
+               progress: Callable[[Iterable[ExportConfig]], Iterable[ExportConfig]] = iter,
+               id_store: RecipientIdStore | None = None) -> list[ExportResult]:
     """Every export of a run, each as :func:`export` makes it (the same bytes), the work they share done once.
 
     Every export's purpose is checked before anything is computed or written. Arguments as for :func:`export`;
-    ``progress`` wraps the exports as they are made (a progress bar).
+    ``progress`` wraps the exports as they are made (a progress bar); ``id_store`` keeps recipients' IDs between
+    runs, so only people new to a recipient cost an HMAC.
 
     Raises:
         ConfigError: If an export names an unknown purpose, or a legal basis its purpose does not accept.
     """
     rules = {target: purpose_rules(target, purposes) for target in exports}
     shared = _shared(person_map, nodes, activity, edges, type1_sources, consent_resolution)
-    return [_export_one(target, rules[target], out_folder, shared, export_key, provenance)
+    return [_export_one(target, rules[target], out_folder, shared, export_key, provenance, id_store)
             for target in progress(exports)]
 
 
@@ -233,11 +235,12 @@ def _shared(person_map: pl.DataFrame, nodes: pl.DataFrame, activity: dict[str, p
 
 
 def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, shared: _Shared, export_key: Key,
-                provenance: dict) -> ExportResult:
+                provenance: dict, id_store: RecipientIdStore | None = None) -> ExportResult:
     """Build, validate and publish one export from the shared inputs."""
     where = f"{export.recipient}/{export.purpose}"
     people = shared.people.with_columns(withheld_reason(rules))
-    ids = keyed_ids(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient)
+    ids = keyed_ids(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient,
+                    id_store)
     outcomes = _activity_outcomes(shared.activity, people, ids, rules, shared.type1_sources)
     record_map = _record_map(shared.person_map, shared.nodes) if rules.record_map else None
     tables, summaries = _tables(rules, people, record_map, outcomes, shared.sources, ids)
