@@ -38,6 +38,12 @@ def atomic_path(target: Path) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
 
 
+def stacked_rows(frames: list[pl.DataFrame], positions: Any) -> pl.DataFrame:
+    """Rows ``positions`` of ``frames`` stacked (no copy), their columns gathered in parallel: a lazy select, where
+    ``DataFrame.gather`` takes about twice as long (9–10 s against 4–5 s for 3.9M pseudonymised records)."""
+    return pl.concat(frames, rechunk=False).lazy().select(pl.all().gather(positions)).collect()
+
+
 def write_parquet(frame: pl.DataFrame, target: Path, metadata: dict[str, Any] | None = None) -> Path:
     """Write ``frame`` to ``target`` atomically, with carelink metadata in the Parquet footer."""
     table = frame.to_arrow()

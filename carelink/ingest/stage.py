@@ -20,7 +20,7 @@ from carelink.ingest import standardise as st
 from carelink.ingest.carry import DATED, RAW_HASH, PreviousRecords, fingerprint, raw_hash, write_fingerprints
 from carelink.ingest.readers import RAW, ROW, RawChunk, read_table, shorten
 from carelink.ingest.schema import SCHEMA_VERSION, StandardisedActivity, StandardisedRecord
-from carelink.tables import file_sha256, write_json, write_parquet
+from carelink.tables import file_sha256, stacked_rows, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def _standardise_records(source: SourceConfig, chunk: RawChunk, reference_date: 
         positions = np.empty(keys.height, dtype=np.int64)
         positions[is_carried.to_numpy()] = np.arange(carried.height)
         positions[~is_carried.to_numpy()] = carried.height + np.arange(fresh.height)
-        values = pl.concat([carried.select(CARRIED), values]).gather(positions)
+        values = stacked_rows([carried.select(CARRIED), values], positions)
     dated = accepted.select(pl.col(ROW), *_dated_columns(spec, formats, reference_date)).drop(ROW)
     frame = pl.concat([keys, dated, values], how="horizontal").with_columns(
         pl.lit(source.name).alias("source"), is_carried.alias(_CARRIED_FLAG)).select(*COLUMNS, RAW_HASH, _CARRIED_FLAG)

@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 from carelink.errors import IntegrityError
+from carelink.tables import stacked_rows
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +63,11 @@ def unchanged_pairs(current: pl.DataFrame, previous: pl.DataFrame, columns: Sequ
 
     pairs = hashed(current, "row").join(hashed(previous, "previous_row"), on="hash", how="inner")
     row, previous_row = pairs["row"], pairs["previous_row"]
+    tonight, before = pl.collect_all([current.lazy().select(pl.col(columns).gather(row)),  # in parallel
+                                      previous.lazy().select(pl.col(columns).gather(previous_row))])
     equal = pl.Series([True] * pairs.height, dtype=pl.Boolean)
     for column in columns:
-        equal &= current[column].gather(row).eq_missing(previous[column].gather(previous_row))
+        equal &= tonight[column].eq_missing(before[column])
     return row.filter(equal).to_numpy(), previous_row.filter(equal).to_numpy()
 
 
@@ -104,7 +107,7 @@ def carry_forward(standardised: pl.DataFrame, previous: PreviousDelivery | None,
     source = np.empty(standardised.height, dtype=np.int64)
     source[rows] = previous_rows
     source[fresh_rows] = previous_nodes.height + np.arange(fresh_rows.size)
-    nodes = pl.concat([previous_nodes, fresh], rechunk=False).gather(source)
+    nodes = stacked_rows([previous_nodes, fresh], source)
     return Carried(nodes.with_columns(recompute(standardised)), fresh_rows)
 
 
