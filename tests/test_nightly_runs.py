@@ -115,3 +115,23 @@ def test_later_nights_carry_unchanged_records_and_deliver_the_same_files(nights:
                 ours = result.folder / name
                 theirs = full.run.folder / "ingest" / result.source / name
                 assert file_sha256(ours) == file_sha256(theirs), (result.source, name)
+
+
+def test_recipient_ids_from_the_store_are_the_keyed_ids_every_night(nights: dict) -> None:
+    """Each night's export, with recipient IDs from the store of earlier nights, carries the IDs the export key
+    gives the registry's people."""
+    from carelink.export.pseudonyms import pseudonym_map
+
+    workspace = nights["incremental"]
+    assert sorted(p.name for p in (workspace.state / "recipient_ids").iterdir()) == [
+        "cct_analytics.ids", "cct_direct_care.ids"]
+    for night in nights["runs"]:
+        export_key = workspace.resolve_key(load_config(night["folder"] / "pipeline.yaml"), "export")
+        run = night["incremental"].run
+        records = pl.read_parquet(run.export / "cct_direct_care" / "direct_care" / "record_map.parquet")
+        registry = pl.read_parquet(run.link / "person_map.parquet").select("record_token", "person_id")
+        expected = pseudonym_map(registry["person_id"], export_key, "cct_direct_care")
+        joined = (records.select("record_token", pl.col("person_id").alias("exported"))
+                  .join(registry, on="record_token").join(expected, on="person_id"))
+        assert joined.height == records.height > 0
+        assert (joined["exported"] == joined["recipient_id"]).all()
