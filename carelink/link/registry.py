@@ -8,9 +8,11 @@ from identifiers. Every change is written to the history table.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from carelink.tables import write_parquet
@@ -52,7 +54,10 @@ class Registry:
 
     def next_number(self) -> int:
         ids = pl.concat([self.records["person_id"], self.history["person_id"]]).drop_nulls()
-        return 1 + (int(ids.str.slice(len(_PREFIX)).cast(pl.Int64).max()) if ids.len() else 0)
+        if not ids.len():
+            return 1
+        numbers = ids if ids.dtype.is_integer() else ids.str.slice(len(_PREFIX)).cast(pl.Int64)  # see _Numbered
+        return 1 + int(numbers.max())
 
 
 def sorted_by_token(frame: pl.DataFrame) -> pl.DataFrame:
@@ -65,6 +70,8 @@ def sorted_by_token(frame: pl.DataFrame) -> pl.DataFrame:
     tokens = frame["record_token"]
     if tokens.is_sorted():
         return frame
+    if tokens.dtype.is_integer():  # numbers standing for tokens, in their order (_Numbered)
+        return frame.sort("record_token")
     if tokens.len() and not tokens.str.contains("^[0-9a-f]{32}$").not_().any():
         prefix = tokens.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64)
         return frame.with_columns(prefix.alias("_prefix")).sort("_prefix", "record_token").drop("_prefix")
@@ -76,9 +83,37 @@ def _format(number: int) -> str:
 
 
 def assign_person_ids(registry: Registry, clusters: pl.DataFrame, run_id: str) -> Registry:
-    """Give every cluster (``record_token``, ``cluster_id``) a stable person ID and record what changed."""
-    previous = registry.records.select("record_token", "person_id", "first_run")
-    joined = clusters.select("record_token", "cluster_id").join(previous, on="record_token", how="left")
+    """Give every cluster (``record_token``, ``cluster_id``) a stable person ID and record what changed.
+
+    Where the tokens, cluster IDs and person IDs are as carelink makes them, the work is done on 64-bit numbers that
+    stand for them and sort as they do (``_Numbered``): joins, group-bys and sorts of ten million numbers rather than
+    of ten million strings. Otherwise on the strings themselves. The same registry either way.
+    """
+    numbered = _Numbered.of(registry, clusters)
+    if numbered is None:
+        assigned, events = _assign(registry.records, registry.next_number(), clusters.select("record_token", "cluster_id"),
+                                   run_id, _formatted)
+    else:
+        assigned, events = _assign(numbered.records, numbered.next_number, numbered.clusters, run_id, _numbers_from)
+        assigned, events = numbered.as_strings(assigned, events)
+    return Registry(assigned, pl.concat([registry.history, events]))
+
+
+def _formatted(start: int, count: int) -> pl.Series:
+    return pl.Series("person_id", [_format(start + i) for i in range(count)], dtype=pl.String)
+
+
+def _numbers_from(start: int, count: int) -> pl.Series:
+    return pl.Series("person_id", range(start, start + count), dtype=pl.UInt64)
+
+
+def _assign(previous: pl.DataFrame, next_number: int, clusters: pl.DataFrame, run_id: str,
+            new_ids: Callable[[int, int], pl.Series]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The registry's records (in token order) and this run's events, from the previous records (``record_token``,
+    ``person_id``, ``first_run``) and the clusters, on columns of strings or of numbers that sort as they do;
+    ``new_ids(start, n)`` gives the IDs of ``n`` new people from number ``start``."""
+    previous = previous.select("record_token", "person_id", "first_run")
+    joined = clusters.join(previous, on="record_token", how="left")
     cluster_order = joined.group_by("cluster_id").agg(pl.col("record_token").min().alias("_order"))
     claims = (
         joined.filter(pl.col("person_id").is_not_null())
@@ -97,10 +132,7 @@ def assign_person_ids(registry: Registry, clusters: pl.DataFrame, run_id: str) -
         pl.col("person_id") != pl.col("kept_id")
     )
     fresh = cluster_order.join(kept, on="cluster_id", how="anti").sort("_order")
-    start = registry.next_number()
-    fresh = fresh.with_columns(
-        pl.Series("person_id", [_format(start + i) for i in range(fresh.height)], dtype=pl.String)
-    ).select("cluster_id", "person_id")
+    fresh = fresh.with_columns(new_ids(next_number, fresh.height)).select("cluster_id", "person_id")
     ids = pl.concat([kept, fresh])
     assigned = joined.drop("person_id").join(ids, on="cluster_id").select(
         "record_token",
@@ -108,12 +140,119 @@ def assign_person_ids(registry: Registry, clusters: pl.DataFrame, run_id: str) -
         pl.col("first_run").fill_null(run_id),
         pl.lit(run_id).alias("last_run"),
     )
-    history = pl.concat([registry.history, _events(claims, kept, retired, fresh, assigned, run_id)])
-    return Registry(sorted_by_token(assigned), history)
+    person = previous.schema["person_id"]
+    schema = HISTORY_SCHEMA | {"person_id": person, "related_person_id": person}
+    return sorted_by_token(assigned), _events(claims, kept, retired, fresh, assigned, run_id, schema)
+
+
+#: Byte values of the lower-case hex digits (record tokens), as their value; 255 for every other byte.
+_HEX = np.full(256, 255, dtype=np.uint8)
+_HEX[np.frombuffer(b"0123456789", dtype=np.uint8)] = np.arange(10)
+_HEX[np.frombuffer(b"abcdef", dtype=np.uint8)] = np.arange(10, 16)
+#: Byte values of the decimal digits (person IDs), as their value; 255 for every other byte.
+_DECIMAL = np.full(256, 255, dtype=np.uint8)
+_DECIMAL[np.frombuffer(b"0123456789", dtype=np.uint8)] = np.arange(10)
+
+
+def _spelled(values: pl.Series, width: int, digits: slice, table: np.ndarray) -> np.ndarray | None:
+    """The digits (``table`` gives each byte's) of characters ``digits`` of each value, one row per value, when every
+    value is ``width`` bytes and those characters are digits; else None. Read from the Arrow bytes: slicing and
+    parsing ten million strings in polars takes about four seconds."""
+    if values.null_count():
+        return None
+    if not values.len():
+        return np.zeros((0, len(range(width)[digits])), dtype=np.uint8)
+    arrow = values.to_arrow(compat_level=pl.CompatLevel.oldest())  # large_string: offsets and one data buffer
+    offsets = np.frombuffer(arrow.buffers()[1], dtype=np.int64)[arrow.offset:arrow.offset + len(arrow) + 1]
+    if (np.diff(offsets) != width).any():
+        return None
+    data = np.frombuffer(arrow.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]].reshape(-1, width)
+    spelled = table[data[:, digits]]
+    return None if spelled.max() == 255 else spelled
+
+
+def _number(spelled: np.ndarray, base: int) -> np.ndarray:
+    number = np.zeros(spelled.shape[0], dtype=np.uint64)
+    for column in range(spelled.shape[1]):
+        number = number * np.uint64(base) + spelled[:, column]
+    return number
+
+
+def _token_numbers(tokens: pl.Series) -> pl.DataFrame | None:
+    """Record tokens (32 lower-case hex digits, ``NodeRecord``) as two 64-bit numbers, ``record_token`` of the first
+    16 digits (which sorts as the tokens do wherever no two tokens share it) and ``_low`` of the last 16."""
+    spelled = _spelled(tokens, 32, slice(0, 32), _HEX)
+    if spelled is None:
+        return None
+    halves = np.ascontiguousarray((spelled[:, 0::2] << 4) | spelled[:, 1::2]).view(">u8").astype(np.uint64)
+    return pl.DataFrame({"record_token": halves[:, 0], "_low": halves[:, 1]})
+
+
+def _person_numbers(person_ids: pl.Series) -> np.ndarray | None:
+    """A person ID's number, where every ID has ``_DIGITS`` digits after ``_PREFIX`` (so numbers sort as the IDs do)."""
+    if person_ids.len() and not person_ids.str.starts_with(_PREFIX).all():
+        return None
+    spelled = _spelled(person_ids, len(_PREFIX) + _DIGITS, slice(len(_PREFIX), None), _DECIMAL)
+    return None if spelled is None else _number(spelled, 10)
+
+
+def _strictly_increasing(numbers: pl.Series) -> bool:
+    return numbers.len() < 2 or bool((numbers.slice(1) > numbers.slice(0, numbers.len() - 1)).all())
+
+
+@dataclass(frozen=True)
+class _Numbered:
+    """The previous records and tonight's clusters with numbers for strings, in the strings' order: a record token's
+    first 16 hex digits (no two tokens sharing them), a cluster ID's token number (cluster IDs being record tokens,
+    as ``clustering.cluster`` makes them) and a person ID's digits (IDs of one width)."""
+
+    records: pl.DataFrame
+    next_number: int
+    clusters: pl.DataFrame
+    tokens: pl.Series  # tonight's record tokens, in token order
+
+    @classmethod
+    def of(cls, registry: Registry, clusters: pl.DataFrame) -> _Numbered | None:
+        """The numbered records and clusters, or None where some string has no number that stands for it alone."""
+        tonight, before = _token_numbers(clusters["record_token"]), _token_numbers(registry.records["record_token"])
+        cluster_ids = _token_numbers(clusters["cluster_id"])
+        person_numbers = _person_numbers(registry.records["person_id"])
+        historic = _person_numbers(registry.history["person_id"].drop_nulls())
+        if tonight is None or before is None or cluster_ids is None or person_numbers is None or historic is None:
+            return None
+        order = tonight["record_token"].arg_sort()
+        before_sorted = before["record_token"]
+        if not before_sorted.is_sorted():
+            before_sorted = before_sorted.sort()
+        if not (_strictly_increasing(tonight["record_token"].gather(order)) and _strictly_increasing(before_sorted)):
+            return None
+        # one first half, one token: across the two tables, and each cluster ID one of tonight's tokens
+        paired = tonight.join(before, on="record_token")
+        if not (paired["_low"] == paired["_low_right"]).all():
+            return None
+        if cluster_ids.join(tonight, on=["record_token", "_low"], how="anti").height:
+            return None
+        highest = max(int(person_numbers.max(initial=0)), int(historic.max(initial=0)))
+        if highest + clusters.height >= 10**_DIGITS:  # new IDs would be wider, and sort otherwise than their numbers
+            return None
+        records = pl.DataFrame({"record_token": before["record_token"], "person_id": person_numbers,
+                                "first_run": registry.records["first_run"]})
+        numbered = pl.DataFrame({"record_token": tonight["record_token"], "cluster_id": cluster_ids["record_token"]})
+        return cls(records, highest + 1, numbered, clusters["record_token"].gather(order))
+
+    def as_strings(self, assigned: pl.DataFrame, events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """``_assign``'s records (in token order) and events with the strings back."""
+        records = assigned.with_columns(self.tokens.alias("record_token"), _person_ids("person_id"))
+        events = events.with_columns(_person_ids("person_id"), _person_ids("related_person_id"))
+        return records.cast(REGISTRY_SCHEMA), events.cast(HISTORY_SCHEMA)
+
+
+def _person_ids(column: str) -> pl.Expr:
+    return (pl.lit(_PREFIX) + pl.col(column).cast(pl.String).str.zfill(_DIGITS)).alias(column)
 
 
 def _events(claims: pl.DataFrame, kept: pl.DataFrame, retired: pl.DataFrame, fresh: pl.DataFrame,
-            assigned: pl.DataFrame, run_id: str) -> pl.DataFrame:
+            assigned: pl.DataFrame, run_id: str, schema: Mapping[str, pl.DataType]) -> pl.DataFrame:
     sizes = assigned.group_by("person_id").len("records")
     lost = claims.join(kept, on=["cluster_id", "person_id"], how="anti").join(
         retired.select("cluster_id", "person_id"), on=["cluster_id", "person_id"], how="anti"
@@ -132,7 +271,7 @@ def _events(claims: pl.DataFrame, kept: pl.DataFrame, retired: pl.DataFrame, fre
             pl.lit(run_id).alias("run_id"), pl.lit("split_from").alias("event"), "person_id",
             pl.col("origin").alias("related_person_id"), "records"),
     ]
-    return pl.concat([f.cast(HISTORY_SCHEMA) for f in frames]).sort("event", "person_id")
+    return pl.concat([f.cast(dict(schema)) for f in frames]).sort("event", "person_id")
 
 
 def person_history(registry: Registry, person_id: str) -> pl.DataFrame:

@@ -150,3 +150,66 @@ def test_records_sorted_by_token_as_strings_would_sort_them() -> None:
     for tokens in (hex_tokens, ["t10", "t9", "T1", "t1"], [t.upper() for t in hex_tokens]):
         frame = pl.DataFrame({"record_token": tokens, "n": range(len(tokens))})
         assert sorted_by_token(frame).equals(frame.sort("record_token"))
+
+
+def _on_strings(registry: Registry, frame: pl.DataFrame, run_id: str) -> Registry:
+    """The registry ``assign_person_ids`` makes when it works on the strings themselves."""
+    from carelink.link.registry import _assign, _formatted
+
+    assigned, made = _assign(registry.records, registry.next_number(), frame.select("record_token", "cluster_id"),
+                             run_id, _formatted)
+    return Registry(assigned, pl.concat([registry.history, made]))
+
+
+def _random_nights(tokens: list[str], nights: int, seed: int) -> list[pl.DataFrame]:
+    """Clusters over ``nights`` nights: records come and go, people merge and split; cluster IDs are the smallest
+    token of each cluster, as the linker makes them."""
+    import random
+
+    rng = random.Random(seed)
+    nights_clusters = []
+    for _ in range(nights):
+        present = [t for t in tokens if rng.random() < 0.8]
+        person = {t: rng.randrange(len(tokens) // 3) for t in present}
+        frame = pl.DataFrame({"record_token": present, "person": [person[t] for t in present]})
+        nights_clusters.append(frame.with_columns(pl.col("record_token").min().over("person").alias("cluster_id"))
+                               .select("record_token", "cluster_id").sample(fraction=1.0, shuffle=True, seed=seed))
+    return nights_clusters
+
+
+@pytest.mark.parametrize("kind", ["hex", "shared first half", "short"])
+def test_numbers_for_tokens_give_the_registry_the_strings_give(kind: str) -> None:
+    # 32-hex tokens are worked on as numbers; tokens sharing their first half, or of another form, on the strings
+    import secrets
+
+    tokens = [secrets.token_hex(16) for _ in range(600)]
+    if kind == "shared first half":
+        tokens[1] = tokens[0][:16] + secrets.token_hex(8)
+    elif kind == "short":
+        tokens = [f"t{i}" for i in range(600)]
+    fast = slow = Registry.empty()
+    for night, frame in enumerate(_random_nights(tokens, 4, seed=7), start=1):
+        fast = assign_person_ids(fast, frame, f"run{night}")
+        slow = _on_strings(slow, frame, f"run{night}")
+        assert fast.records.equals(slow.records)
+        assert fast.history.equals(slow.history)
+    assert {"created", "merged_into", "split_from"} <= set(fast.history["event"])
+    assert fast.records.schema == slow.records.schema and fast.history["person_id"].dtype == pl.String
+
+
+def test_numbers_are_used_only_where_they_stand_for_one_string() -> None:
+    import secrets
+
+    from carelink.link.registry import _Numbered
+
+    tokens = [secrets.token_hex(16) for _ in range(50)]
+    frame = pl.DataFrame({"record_token": tokens, "cluster_id": tokens})
+    first = assign_person_ids(Registry.empty(), frame, "run1")
+    assert _Numbered.of(first, frame) is not None
+    twin = tokens[0][:16] + secrets.token_hex(8)  # last night's token and tonight's share a first half
+    tonight = pl.DataFrame({"record_token": [twin, *tokens[1:]], "cluster_id": [twin, *tokens[1:]]})
+    assert _Numbered.of(first, tonight) is None
+    elsewhere = frame.with_columns(pl.lit("f" * 32).alias("cluster_id"))  # a cluster ID that is no record's token
+    assert _Numbered.of(first, elsewhere) is None
+    wide = Registry(first.records.with_columns(pl.lit("P1234567890").alias("person_id")), first.history)
+    assert _Numbered.of(wide, frame) is None
