@@ -79,7 +79,8 @@ def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int
 
 
 def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, ClusterStats]:
-    """Return ``record_token, cluster_id`` for every node (cluster_id = the cluster's smallest record token).
+    """Return ``record_token, cluster_id`` for every node, in the nodes' order (cluster_id = the cluster's smallest
+    record token).
 
     ``nodes`` needs unique ``record_token`` values, ``nhs_number_token`` and the tokens in ``EXCUSING``. Records are
     worked on by row number. Inside a connected component of the usable edges that holds at most one NHS number no

@@ -238,3 +238,11 @@ def test_record_tokens_must_be_unique() -> None:
     nodes = _nodes(("a", 100, None), ("a", None, None))
     with pytest.raises(ValueError, match="unique"):
         cluster(nodes, _edges(("a", "a", 25.0)), threshold=0.95)
+
+
+def test_clusters_come_in_the_nodes_order() -> None:
+    # the link stage adds each record's source by position, not by a join on the tokens
+    nodes = _nodes(("m", 100, None), ("c", None, None), ("z", 200, None), ("a", 100, None), ("k", None, None))
+    clusters, _ = cluster(nodes, _edges(("a", "m", 25.0), ("c", "z", 20.0)), threshold=0.95)
+    assert clusters["record_token"].to_list() == ["m", "c", "z", "a", "k"]
+    assert clusters["cluster_id"].to_list() == ["a", "c", "c", "a", "k"]
