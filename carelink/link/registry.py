@@ -54,10 +54,7 @@ class Registry:
 
     def next_number(self) -> int:
         ids = pl.concat([self.records["person_id"], self.history["person_id"]]).drop_nulls()
-        if not ids.len():
-            return 1
-        numbers = ids if ids.dtype.is_integer() else ids.str.slice(len(_PREFIX)).cast(pl.Int64)  # see _Numbered
-        return 1 + int(numbers.max())
+        return 1 + (int(ids.str.slice(len(_PREFIX)).cast(pl.Int64).max()) if ids.len() else 0)
 
 
 def sorted_by_token(frame: pl.DataFrame) -> pl.DataFrame:
