@@ -17,10 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import carelink  # noqa: E402, F401  (before polars: carelink.ALLOCATOR_SETTINGS apply only then)
+
+# isort: split
+import polars as pl  # noqa: E402
 
 from carelink.link.clustering import cluster  # noqa: E402
 from carelink.link.stage import load_nodes  # noqa: E402

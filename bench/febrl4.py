@@ -20,9 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import polars as pl
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import carelink  # noqa: E402, F401  (before polars: carelink.ALLOCATOR_SETTINGS apply only then)
+
+# isort: split
+import polars as pl  # noqa: E402
 
 from carelink.config import load_config  # noqa: E402
 from carelink.link.evaluate import evaluate_run  # noqa: E402
