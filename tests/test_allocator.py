@@ -18,7 +18,7 @@ def test_carelink_settings_come_after_polars_defaults_so_they_win():
     environment = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     conf = _allocator_conf(environment)
     assert conf.endswith("," + carelink.ALLOCATOR_SETTINGS)
-    assert "dirty_decay_ms:500" in conf  # polars' own default, overridden by the later setting
+    assert "dirty_decay_ms:500" in conf  # polars' own defaults stay, before carelink's
 
 
 def test_a_setting_of_the_operators_own_is_kept():
