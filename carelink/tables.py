@@ -10,7 +10,8 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,20 @@ def write_parquet(frame: pl.DataFrame, target: Path, metadata: dict[str, Any] | 
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     return target
+
+
+def write_parquet_files(files: Iterable[tuple[pl.DataFrame, Path, dict[str, Any] | None]]) -> list[Path]:
+    """Write each ``(frame, target, metadata)`` as :func:`write_parquet` does, several files at once.
+
+    Arrow encodes and compresses a file's columns one after another, so files written side by side on threads (which
+    Arrow runs without the GIL) take about half the time on two cores. Every write finishes before this returns;
+    the first failure is then raised.
+    """
+    files = list(files)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(files), pl.thread_pool_size())),
+                            thread_name_prefix="write-parquet") as pool:
+        writes = [pool.submit(write_parquet, frame, target, metadata) for frame, target, metadata in files]
+    return [write.result() for write in writes]
 
 
 def read_parquet_metadata(path: Path) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from carelink.export.summaries import SUMMARIES, ProtectedTable, summary_table
 from carelink.export.verify import verify_export
 from carelink.keys import Key
 from carelink.pseudonymise.reversible import SUFFIX as SEALED
-from carelink.tables import write_json, write_parquet, write_text
+from carelink.tables import write_json, write_parquet_files, write_text
 
 __all__ = ["ExportResult", "RecipientIdStore", "check_reconciles", "export", "export_all", "node_column_needed",
            "pseudonym_map", "recipient_pseudonyms", "verify_export"]
@@ -253,8 +253,7 @@ def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, sha
     dictionary = data_dictionary(rules)
     target = out_folder / export.recipient / export.purpose
     with staged_folder(target) as folder:
-        for name, frame in tables.items():
-            write_parquet(frame, folder / name, meta)
+        write_parquet_files((frame, folder / name, meta) for name, frame in tables.items())
         write_json(dictionary, folder / "data_dictionary.json")
         write_text(dictionary_markdown(dictionary), folder / "data_dictionary.md")
         write_json(report, folder / "export_report.json")

@@ -20,7 +20,7 @@ from carelink.ingest import standardise as st
 from carelink.ingest.carry import DATED, RAW_HASH, PreviousRecords, fingerprint, raw_hash, write_fingerprints
 from carelink.ingest.readers import RAW, ROW, RawChunk, read_table, shorten
 from carelink.ingest.schema import SCHEMA_VERSION, StandardisedActivity, StandardisedRecord
-from carelink.tables import file_sha256, stacked_rows, write_json, write_parquet
+from carelink.tables import file_sha256, stacked_rows, write_json, write_parquet_files
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +72,21 @@ def ingest_source(source: SourceConfig, out_dir: Path, reference_date: dt.date,
     record_counts = TableCounts(rows_in, records.height, quarantine.height)
     activity_counts = None
     meta = {"schema_version": SCHEMA_VERSION, "source": source.name, "kind": source.kind}
+    files = [(records.drop(RAW_HASH, _CARRIED_FLAG), folder / "standardised.parquet", meta),
+             (quarantine, folder / "quarantine.parquet", meta)]
     if source.activity is not None:
         activity, activity_quarantine, activity_in = _ingest_activity(source, records, reference_date)
         activity_counts = TableCounts(activity_in, activity.height, activity_quarantine.height)
-        write_parquet(activity, folder / "activity.parquet", meta)
-        write_parquet(activity_quarantine, folder / "activity_quarantine.parquet", meta)
+        files += [(activity, folder / "activity.parquet", meta),
+                  (activity_quarantine, folder / "activity_quarantine.parquet", meta)]
     for counts, spec in ((record_counts, source.table), (activity_counts, source.activity)):
         if counts is not None and not counts.reconciles():
             raise DataQualityError(f"{spec.path}: {counts.rows_in} rows in but {counts.rows_standardised} "
                                    f"standardised + {counts.rows_quarantined} quarantined")
     carried = int(records[_CARRIED_FLAG].sum())
-    standardised = write_parquet(records.drop(RAW_HASH, _CARRIED_FLAG), folder / "standardised.parquet", meta)
+    standardised = write_parquet_files(files)[0]
+    del files
     write_fingerprints(records[RAW_HASH], folder, standardised, made)
-    write_parquet(quarantine, folder / "quarantine.parquet", meta)
     write_json(_validation_summary(source, records, quarantine, record_counts, activity_counts), folder / "validation.json")
     log.info("ingest %s: %d rows in, %d standardised (%d carried from the previous run), %d quarantined",
              source.name, rows_in, records.height, carried, quarantine.height)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from carelink.tables import write_parquet
+from carelink.tables import write_parquet_files
 
 REGISTRY_SCHEMA = {"record_token": pl.String, "person_id": pl.String, "first_run": pl.String, "last_run": pl.String}
 HISTORY_SCHEMA = {"run_id": pl.String, "event": pl.String, "person_id": pl.String, "related_person_id": pl.String,
@@ -45,8 +45,12 @@ class Registry:
 
     def save(self, folder: Path) -> None:
         """Write both tables atomically."""
-        write_parquet(sorted_by_token(self.records), folder / "registry.parquet", {"table": "person registry"})
-        write_parquet(self.history, folder / "history.parquet", {"table": "person registry history"})
+        write_parquet_files(self.files(folder))
+
+    def files(self, folder: Path) -> list[tuple[pl.DataFrame, Path, dict[str, str]]]:
+        """The registry's tables as ``tables.write_parquet_files`` writes them into ``folder``."""
+        return [(sorted_by_token(self.records), folder / "registry.parquet", {"table": "person registry"}),
+                (self.history, folder / "history.parquet", {"table": "person registry history"})]
 
     def record_count(self, person_id: str) -> int:
         """How many records the person holds now."""

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
 from carelink.link.scoring import NODE_ID, PairScorer, with_node_ids
 from carelink.pseudonymise.stage import verify_delivery
-from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet
+from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet_files
 
 log = logging.getLogger(__name__)
 #: DuckDB's memory limit unless CARELINK_DUCKDB_MEMORY_LIMIT says otherwise; beyond it DuckDB spills to disk.
@@ -59,10 +60,12 @@ def load_nodes(folders: list[Path], columns: Callable[[str], bool] | None = None
     refusing sources made with different linkage keys."""
     frames, key_ids = [], {}
     for folder in folders:
+        if not (folder / "nodes.parquet").is_file():
+            raise InputFileError(folder / "nodes.parquet", "not found: pseudonymise this source first")
+    with ThreadPoolExecutor(max_workers=pl.thread_pool_size(), thread_name_prefix="verify") as pool:
+        manifests = list(pool.map(verify_delivery, folders))  # hashing runs without the GIL: sources side by side
+    for folder, manifest in zip(folders, manifests, strict=True):
         path = folder / "nodes.parquet"
-        if not path.is_file():
-            raise InputFileError(path, "not found: pseudonymise this source first")
-        manifest = verify_delivery(folder)
         key_ids[folder.name] = manifest.get("linkage_key_id", "unknown")
         if read_parquet_metadata(path).get("linkage_key_id") != key_ids[folder.name]:
             raise IntegrityError(f"{path}: made with another key than its manifest says")
@@ -335,11 +338,11 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     timings["registry"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     meta = {"linkage_key_id": key_id, "model_sha256": model_sha}
-    write_parquet(edges, out_folder / "edges.parquet", meta)
-    write_parquet(population, out_folder / "population.parquet", meta)
-    write_parquet(registry.records.join(clusters.select("record_token", "source"), on="record_token"),
-                  out_folder / "person_map.parquet", meta)
-    registry.save(out_folder)
+    person_map = registry.records.join(clusters.select("record_token", "source"), on="record_token")
+    write_parquet_files([(edges, out_folder / "edges.parquet", meta),
+                         (population, out_folder / "population.parquet", meta),
+                         (person_map, out_folder / "person_map.parquet", meta), *registry.files(out_folder)])
+    del person_map
     model_document = _read_model(model_path)
     write_json(model_document, out_folder / "model.json")
     timings["write"] = time.perf_counter() - t0
