@@ -3,12 +3,18 @@
 Peak memory is the process's resident-set high-water mark (``VmHWM``), reset before each stage by writing ``5`` to
 ``/proc/self/clear_refs`` (Linux); where that is not possible it falls back to ``resource.getrusage``, whose peak
 covers the whole process life so far. DuckDB runs in-process, so its memory is included.
+
+The high-water mark counts pages the allocator has freed but the kernel has not yet taken back (``LazyFree``:
+polars' allocator keeps freed pages for up to 10 s, see ``carelink.ALLOCATOR_SETTINGS``). ``InUsePeak`` samples
+``Rss - LazyFree`` from ``/proc/self/smaps_rollup`` ten times a second: the memory a stage could not have done
+without.
 """
 
 from __future__ import annotations
 
 import resource
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +74,37 @@ def rss_mb() -> float:
     return float("nan")
 
 
+class InUsePeak:
+    """The peak of resident memory less lazily freed pages (MB), sampled every ``interval`` seconds on a thread
+    while the ``with`` block runs (``peak_mb`` stays 0 where ``/proc/self/smaps_rollup`` cannot be read)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="in-use-peak", daemon=True)
+
+    def __enter__(self) -> InUsePeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            try:
+                fields = dict(line.split(":", 1) for line in Path("/proc/self/smaps_rollup").read_text().splitlines()
+                              if line.startswith(("Rss:", "LazyFree:")))
+            except OSError:
+                return
+            in_use = (int(fields["Rss"].split()[0]) - int(fields.get("LazyFree", "0 kB").split()[0])) / 1024
+            self.peak_mb = max(self.peak_mb, in_use)
+            if self._done.wait(self.interval):
+                return
+
+
 @dataclass
 class CarelinkRun:
     """A carelink run with per-stage seconds and peak memory."""
@@ -78,6 +115,8 @@ class CarelinkRun:
     start_mb: dict[str, float] = field(default_factory=dict)
     #: Peak RSS of the largest worker process a stage started (ingest and pseudonymise run sources in workers).
     worker_peak_mb: dict[str, float] = field(default_factory=dict)
+    #: Peak of RSS less lazily freed pages (``InUsePeak``), per stage.
+    in_use_peak_mb: dict[str, float] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -90,16 +129,20 @@ def run_carelink(config_path: Path, workspace: Path) -> CarelinkRun:
     peaks: dict[str, float] = {}
     starts: dict[str, float] = {}
     workers: dict[str, float] = {}
+    in_use: dict[str, float] = {}
     original = pipeline.run_stage
 
     def run_stage(stage: str, *args: Any, **kwargs: Any) -> None:
         starts[stage] = rss_mb()
         reset_peak_rss()
         before = worker_peak_mb()
+        sampler = InUsePeak()
         try:
-            original(stage, *args, **kwargs)
+            with sampler:
+                original(stage, *args, **kwargs)
         finally:
             peaks[stage] = peak_rss_mb()
+            in_use[stage] = sampler.peak_mb
             if worker_peak_mb() > before:
                 workers[stage] = worker_peak_mb()
 
@@ -110,7 +153,7 @@ def run_carelink(config_path: Path, workspace: Path) -> CarelinkRun:
         seconds = time.perf_counter() - started
     finally:
         pipeline.run_stage = original
-    return CarelinkRun(report, seconds, peaks, starts, workers)
+    return CarelinkRun(report, seconds, peaks, starts, workers, in_use)
 
 
 def read_standardised(run_folder: Path) -> pl.DataFrame:

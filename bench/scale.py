@@ -54,6 +54,7 @@ def worker_carelink(folder: Path, data: Path | None = None) -> dict[str, Any]:
     return {"imported_mb": imported_mb, "seconds": ours.seconds, "timings": ours.report.timings,
             "records_rescored": link.records_rescored, "records_carried": carried,
             "peak_mb": ours.peak_mb, "start_mb": ours.start_mb, "worker_peak_mb": ours.worker_peak_mb,
+            "in_use_peak_mb": ours.in_use_peak_mb,
             "link_timings": link.timings,
             "records": link.records, "edges": link.edges, "people": link.people,
             "scores": {k: scores[k] for k in ("precision", "recall", "f1")}}
@@ -116,11 +117,12 @@ def run_nights(folder: Path, records: int, seed: int, nights: int) -> None:
 
 def _print_carelink(ours: dict[str, Any]) -> None:
     print(f"  carelink end to end {ours['seconds']:.1f} s  ({_scores(ours['scores'])}; {ours['people']:,} people)")
-    print(f"    {'stage':<14}{'seconds':>9}{'RSS at start MB':>17}{'peak RSS MB':>13}{'largest worker MB':>19}")
+    print(f"    {'stage':<14}{'seconds':>9}{'RSS at start MB':>17}{'peak RSS MB':>13}{'peak in use MB':>16}"
+          f"{'largest worker MB':>19}")
     for stage, seconds in ours["timings"].items():
         worker = ours["worker_peak_mb"].get(stage)
         print(f"    {stage:<14}{seconds:>9.1f}{ours['start_mb'].get(stage, 0):>17.0f}{ours['peak_mb'].get(stage, 0):>13.0f}"
-              f"{'' if worker is None else f'{worker:.0f}':>19}")
+              f"{ours['in_use_peak_mb'].get(stage, 0):>16.0f}{'' if worker is None else f'{worker:.0f}':>19}")
     print("    link stage: " + "  ".join(f"{k} {v:.1f}" for k, v in ours["link_timings"].items())
           + f"   (process RSS after imports {ours['imported_mb']:.0f} MB)")
 
