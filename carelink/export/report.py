@@ -25,13 +25,15 @@ def _decided_by(people: pl.DataFrame, rule: WithholdingRule) -> dict[str, int]:
     return dict(sorted(people.group_by(column).len().iter_rows()))
 
 
-def _totals(reasons: pl.Series) -> dict[str, int]:
-    withheld = int(reasons.is_not_null().sum())
-    return {"total": reasons.len(), "exported": reasons.len() - withheld, "withheld": withheld}
+def _totals(reasons: pl.Series, weights: pl.Series | None = None) -> dict[str, int]:
+    """Total, exported and withheld (a reason given) rows, each row counting ``weights`` where given."""
+    weights = pl.repeat(1, reasons.len(), dtype=pl.Int64, eager=True) if weights is None else weights
+    total, withheld = int(weights.sum()), int(weights.filter(reasons.is_not_null()).sum())
+    return {"total": total, "exported": total - withheld, "withheld": withheld}
 
 
 def export_report(*, recipient: str, legal_basis: str | None, rules: PurposeRules, people: pl.DataFrame,
-                  records: pl.DataFrame, activity: pl.DataFrame, summaries: dict[str, ProtectedTable],
+                  activity: pl.DataFrame, summaries: dict[str, ProtectedTable], records: pl.DataFrame | None = None,
                   resolution: dict[str, str] = RESOLUTION) -> dict[str, Any]:
     """Build the report of one export.
 
@@ -39,19 +41,26 @@ def export_report(*, recipient: str, legal_basis: str | None, rules: PurposeRule
         recipient: Who receives the export.
         legal_basis: The legal basis reference the export records, if any.
         rules: The purpose's rules as applied (after any legal basis).
-        people: One row per linked person: ``person_id``, ``withheld_reason`` and the resolved ``*_source`` columns.
-        records: One row per source record: ``person_id``.
+        people: One row per linked person: ``person_id``, ``withheld_reason``, ``records`` (how many source records
+            the person holds) and the resolved ``*_source`` columns.
         activity: One row per activity row received: ``person_id`` and ``withheld_reason`` (null when exported).
         summaries: The summary tables written, by name.
+        records: One row per source record: ``person_id``. Where not given, the records are counted from
+            ``people["records"]`` (the same figures where every record's person is in ``people``, without joining
+            ten million records to their people).
         resolution: How each consent flag was resolved, in words (``consent.resolution_texts``).
     """
-    records = records.join(people.select("person_id", "withheld_reason"), on="person_id", how="left")
+    if records is None:
+        records = people.select("withheld_reason", "records")
+    else:
+        records = records.join(people.select("person_id", "withheld_reason"), on="person_id", how="left").select(
+            "withheld_reason", pl.lit(1, dtype=pl.Int64).alias("records"))
     withheld = []
     for rule in PERSON_RULES:
         affected = people.filter(pl.col("withheld_reason") == rule.reason)
         if affected.height:
             withheld.append(_entry(rule.reason, "person", rule, resolution, affected.height,
-                                   records.filter(pl.col("withheld_reason") == rule.reason).height,
+                                   int(records.filter(pl.col("withheld_reason") == rule.reason)["records"].sum()),
                                    activity.filter(pl.col("withheld_reason") == rule.reason).height,
                                    _decided_by(affected, rule)))
     for reason, rule in ((TYPE1_RULE.reason, TYPE1_RULE), (UNLINKED, None)):
@@ -67,7 +76,7 @@ def export_report(*, recipient: str, legal_basis: str | None, rules: PurposeRule
         "rules": rules.description,
         "rule_flags": rules.flags(),
         "people": _totals(people["withheld_reason"]),
-        "records": _totals(records["withheld_reason"]),
+        "records": _totals(records["withheld_reason"], records["records"]),
         "activity_rows": _totals(activity["withheld_reason"]),
         "withheld": withheld,
         "summaries": {name: {"cells": t.cells, "suppressed": t.suppressed} for name, t in sorted(summaries.items())},

@@ -247,7 +247,7 @@ def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, sha
     _validate(tables, where)
     report = export_report(resolution=resolution_texts(shared.consent_resolution),
                            recipient=export.recipient, legal_basis=export.legal_basis, rules=rules, people=people,
-                           records=shared.person_map.select("person_id"), activity=outcomes, summaries=summaries)
+                           activity=outcomes, summaries=summaries)
     meta = {"schema_version": SCHEMA_VERSION, "recipient": export.recipient, "purpose": export.purpose,
             "legal_basis": export.legal_basis, "export_key_id": export_key.key_id, **provenance}
     dictionary = data_dictionary(rules)
