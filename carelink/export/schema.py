@@ -7,6 +7,7 @@ import datetime as dt
 import pandera.polars as pa
 import polars as pl
 
+import carelink.checks  # noqa: F401  (registers the unique_values check)
 from carelink.export.purposes import PurposeRules
 from carelink.export.summaries import ROUND_TO, SUMMARIES, SUPPRESS_BELOW, SummarySpec
 
@@ -18,7 +19,7 @@ _SUMMARIES_BY_FILE = {spec.file: spec for spec in SUMMARIES}
 class PersonExport(pa.DataFrameModel):
     """One row per person in the recipient's export."""
 
-    person_id: str = pa.Field(unique=True, str_matches=_PERSON_ID,
+    person_id: str = pa.Field(unique_values=(), str_matches=_PERSON_ID,
                               description="Person pseudonym keyed for this recipient (not joinable across recipients)")
     sources: list[str] = pa.Field(description="Sources holding at least one record of the person")
     source_count: int = pa.Field(ge=1, description="Number of sources holding the person")
@@ -65,7 +66,7 @@ class RecordMapExport(pa.DataFrameModel):
 
     person_id: str = pa.Field(str_matches=_PERSON_ID, description="Person pseudonym keyed for this recipient")
     source: str = pa.Field(description="Source holding the record")
-    record_token: str = pa.Field(unique=True, str_matches=r"^[0-9a-f]{32}$",
+    record_token: str = pa.Field(unique_values=(), str_matches=r"^[0-9a-f]{32}$",
                                  description="Record token; the source's re-identification map turns it into its record id")
     record_id_sealed: str | None = pa.Field(nullable=True, description=(
         "The source's record id sealed with AES-SIV where the source marks it reversible: a holder of the linkage "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandera.polars as pa
 
+import carelink.checks  # noqa: F401  (registers the unique_values check)
 from carelink.ingest.schema import ConsentColumns
 from carelink.ingest.standardise import NHS_STATUSES
 
@@ -13,7 +14,7 @@ SCHEMA_VERSION = "nodes/2"
 class NodeRecord(ConsentColumns):
     """One pseudonymised record: tokens, encodings and non-identifying payload only."""
 
-    record_token: str = pa.Field(unique=True, str_matches=r"^[0-9a-f]{32}$")
+    record_token: str = pa.Field(unique_values=(), str_matches=r"^[0-9a-f]{32}$")
     source: str
     source_kind: str = pa.Field(isin=("health", "social_care", "voluntary"))
     nhs_number_token: int = pa.Field(nullable=True)
