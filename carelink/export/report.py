@@ -27,8 +27,10 @@ def _decided_by(people: pl.DataFrame, rule: WithholdingRule) -> dict[str, int]:
 
 def _totals(reasons: pl.Series, weights: pl.Series | None = None) -> dict[str, int]:
     """Total, exported and withheld (a reason given) rows, each row counting ``weights`` where given."""
-    weights = pl.repeat(1, reasons.len(), dtype=pl.Int64, eager=True) if weights is None else weights
-    total, withheld = int(weights.sum()), int(weights.filter(reasons.is_not_null()).sum())
+    if weights is None:
+        total, withheld = reasons.len(), int(reasons.is_not_null().sum())
+    else:
+        total, withheld = int(weights.sum()), int(weights.filter(reasons.is_not_null()).sum())
     return {"total": total, "exported": total - withheld, "withheld": withheld}
 
 
