@@ -3,6 +3,8 @@ message naming the rule and the block that explodes it, rather than run for hour
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import polars as pl
 
 from carelink.errors import DataQualityError
@@ -17,8 +19,9 @@ def comparisons_per_rule(frame: pl.DataFrame, rules: tuple[Block, ...],
     """
     known = {} if known is None else known
     missing = [rule for rule in dict.fromkeys(rules) if rule.sql() not in known]
-    counted = pl.collect_all([rule.pairs_query(frame.lazy()) for rule in missing])  # one pass, in parallel
-    known |= {rule.sql(): int(result["pairs"][0] or 0) for rule, result in zip(missing, counted, strict=True)}
+    with ThreadPoolExecutor(pl.thread_pool_size()) as pool:  # rules in parallel, each sorting in polars' own pool
+        counted = pool.map(lambda rule: rule.pairs(frame), missing)
+        known |= {rule.sql(): pairs for rule, pairs in zip(missing, counted, strict=True)}
     return {rule.sql(): known[rule.sql()] for rule in rules}
 
 

@@ -218,28 +218,28 @@ class Block:
     def sql(self) -> str:
         return " AND ".join(f"l.{a} = r.{b}" for a, b in zip(self.left, self.right_columns, strict=True))
 
-    def pairs_query(self, frame: pl.LazyFrame) -> pl.LazyFrame:
-        """A one-row query: how many record pairs this rule generates (before de-duplication across rules).
+    def blocks(self, frame: pl.DataFrame, side: str = "left") -> pl.DataFrame:
+        """The rule's blocks on one side (``left`` or ``right``) of ``frame``: each block's key (ascending) and
+        how many records it holds.
 
-        Blocks of several columns are grouped by a 64-bit hash of their values (half the time of grouping by the
-        columns at ten million records; two blocks sharing a hash, about one chance in 10^5 at that size, would
-        only add their cross pairs to the count).
+        Keys are sorted and counted in runs (a third faster than grouping at ten million records). Blocks of several
+        columns are keyed by a 64-bit hash of their values; two blocks sharing a hash, about one chance in 10^5 at
+        that size, would only add their cross pairs to the count.
         """
-        def blocks(columns: tuple[str, ...], count: str) -> pl.LazyFrame:
-            keys = frame.select(columns).drop_nulls().rename(dict(zip(columns, self.left, strict=True)))
-            if len(columns) > 1:
-                keys = keys.select(pl.struct(self.left).hash().alias("block"))
-            return keys.group_by(pl.all()).len(count)
-
-        left = blocks(self.left, "n_left")
-        if self.right is None:
-            return left.select((pl.col("n_left").cast(pl.Int64) * (pl.col("n_left") - 1) // 2).sum().alias("pairs"))
-        joined = left.join(blocks(self.right_columns, "n_right"), on="block" if len(self.left) > 1 else self.left[0])
-        return joined.select((pl.col("n_left").cast(pl.Int64) * pl.col("n_right")).sum().alias("pairs"))
+        columns = self.left if side == "left" else self.right_columns
+        keys = frame.lazy().select(columns).drop_nulls()
+        if len(columns) > 1:  # the same field names both sides, so equal values hash alike
+            keys = keys.select(pl.struct(pl.col(c).alias(n) for c, n in zip(columns, self.left, strict=True)).hash())
+        runs = keys.select(pl.first().alias("key").sort().rle()).unnest(pl.first())
+        return runs.select(pl.col("value").alias("key"), pl.col("len").cast(pl.Int64).alias("records")).collect()
 
     def pairs(self, frame: pl.DataFrame) -> int:
         """How many record pairs this rule generates on ``frame`` (before de-duplication across rules)."""
-        return int(self.pairs_query(frame.lazy()).collect()["pairs"][0] or 0)
+        left = self.blocks(frame)
+        if self.right is None:
+            return int((left["records"] * (left["records"] - 1) // 2).sum())
+        right = self.blocks(frame, "right")
+        return int(left.join(right, on="key").select(pl.col("records") * pl.col("records_right")).sum().item() or 0)
 
 
 BLOCKING_RULES = (

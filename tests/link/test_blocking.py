@@ -27,6 +27,14 @@ def test_counts_are_exact_per_rule() -> None:
     assert counts["l.a = r.b"] == 3  # record with a=1 against the three records with b=1
 
 
+def test_two_sided_rules_of_several_columns_meet_on_equal_values() -> None:
+    frame = pl.DataFrame({"a": ["x", "x", "y", None, "z"], "b": ["y", "x", "x", "x", None], "c": [1, 1, 1, 2, 2]})
+    assert Block(("a",), ("b",)).pairs(frame) == 2 * 3 + 1 * 1  # x: two left × three right; y: one × one
+    assert Block(("a", "c"), ("b", "c")).pairs(frame) == 2 * 2 + 1 * 1  # (x, 1): two × two; (y, 1): one × one
+    assert Block(("a",)).pairs(frame) == 1 and Block(("a", "c")).pairs(frame) == 1
+    assert Block(("a",), ("b",)).pairs(frame.clear()) == 0 and Block(("a", "c")).pairs(frame.clear()) == 0
+
+
 def test_counts_already_made_are_reused_and_new_ones_kept() -> None:
     known = {"l.dob_token = r.dob_token": 5}  # as if counted earlier (a wrong figure, to see that it is reused)
     counts = check_blocking_budget(_frame(), RULES, max_comparisons=10_000, known=known)
