@@ -103,7 +103,7 @@ class _Needles:
         number = spellings.cast(pl.Int64, strict=False)
         parsed = number.is_not_null()  # "+5", "05" parse too: keep those whose decimal form they are
         integers = number.filter(parsed).filter(spellings.filter(parsed).str.contains(_INTEGER_TEXT))
-        self.integers = integers.implode()
+        self.integer_values, self.integers = integers, integers.implode()
         buckets = (integers // _BUCKET).unique()
         self.buckets, self.buckets_array = buckets.implode(), buckets.to_numpy()
 
@@ -129,12 +129,12 @@ class _Needles:
             return self.text_hits(text, counts)
         cells = cells.cast(pl.Int64)
         candidates = cells.filter((cells // _BUCKET).is_in(self.buckets))
-        return int(candidates.is_in(self.integers).sum()) if candidates.len() else 0
+        return int(_among(candidates, self.integer_values).sum()) if candidates.len() else 0
 
     def text_hits(self, upper: pl.Series, counts: pl.Series) -> int:
         """Cells equal to a spelling, from the column's distinct upper-cased values and how many cells hold each."""
         needles = self.of_lengths(upper.str.len_bytes())
-        return int(counts.filter(upper.is_in(needles.implode())).sum()) if needles.len() else 0
+        return int(counts.filter(_among(upper, needles)).sum()) if needles.len() else 0
 
     def embedded_hits(self, upper: pl.Series, counts: pl.Series) -> int:
         """Cells holding an identifier NHS number or postcode inside longer text, as a separate word (a run of digits
@@ -145,9 +145,18 @@ class _Needles:
             return 0
         candidates = found.with_columns(pl.col("_found").str.replace_all(r"[ -]", "").alias("_compact"))
         words = pl.concat([candidates["_found"], candidates["_compact"]]).unique()
-        known = words.filter(words.is_in(self.of_lengths(words.str.len_bytes()).implode())).implode()
+        known = words.filter(_among(words, self.of_lengths(words.str.len_bytes()))).implode()
         hits = candidates.filter(pl.col("_found").is_in(known) | pl.col("_compact").is_in(known))
         return int(hits.unique("_row")["_n"].sum())
+
+
+def _among(values: pl.Series, spellings: pl.Series) -> pl.Series:
+    """``values.is_in(spellings)``, with the smaller side hashed: a few distinct cells against millions of spellings
+    look the spellings up among the cells (three activity types against eight million spellings: 2.2 s → 0.1 s).
+    Sides of like size are left as they are: flipping them would hash both."""
+    if values.len() * 8 < spellings.len():
+        spellings = spellings.filter(spellings.is_in(values.implode()))
+    return values.is_in(spellings.implode())
 
 
 def _own_digits(standardised: pl.DataFrame) -> list[pl.Series]:
@@ -304,7 +313,7 @@ def _cell_hits(series: pl.Series, needles: _Needles) -> int | None:
             needles_hex = needles.of_lengths(cells.str.len_bytes(), hex_only=True)
             if needles_hex.len() == 0:
                 return 0
-            equal = cells.str.to_uppercase().is_in(needles_hex.implode())
+            equal = _among(cells.str.to_uppercase(), needles_hex)
             return int(equal.sum() if counts is None else counts.filter(equal).sum())
         upper, counts = _distinct_counts(cells.str.to_uppercase(), counts)
         return needles.text_hits(upper, counts) + needles.embedded_hits(upper, counts)
