@@ -12,6 +12,7 @@ per distinct cell.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +32,9 @@ _EMBEDDED = r"\b([0-9]{3}[ -]?[0-9]{3}[ -]?[0-9]{4}|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0
 _SAMPLE = 10_000
 #: Identifier columns whose values rarely repeat (not worth de-duplicating before spelling them out).
 _MOSTLY_UNIQUE = ("record_id", "nhs_number")
+#: List cells equal to their own record's identifiers in more rows than random words would give this rarely are a
+#: leak; fewer are chance (see ``_chance_of``).
+_CHANCE = 1e-6
 
 
 @dataclass
@@ -44,13 +48,17 @@ class LeakScanResult:
     not_scanned: list[str] = field(default_factory=list)
     #: Records whose list cells were compared with their own identifiers in the delivery they were carried from.
     records_compared_before: int = 0
+    #: List columns where a few words equal their own record's identifier as often as random words would.
+    coincidences: list[dict[str, str | int | float]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return not self.leaks
 
     def to_dict(self) -> dict:
-        carried = {"records_compared_before": self.records_compared_before} if self.records_compared_before else {}
+        extra: dict = {"records_compared_before": self.records_compared_before} if self.records_compared_before else {}
+        if self.coincidences:
+            extra["coincidences"] = self.coincidences
         return {
             "passed": self.passed,
             "columns_scanned": self.columns_scanned,
@@ -58,7 +66,7 @@ class LeakScanResult:
             "identifier_values": self.identifier_values,
             "leaks": self.leaks[:50],
             "not_scanned": self.not_scanned,
-            **carried,
+            **extra,
         }
 
 
@@ -202,8 +210,9 @@ def _aligned_hits_as_text(series: pl.Series, standardised: pl.DataFrame) -> int:
     return hits["_row"].n_unique()
 
 
-def _numeric_hits_aligned(series: pl.Series, standardised: pl.DataFrame, needles: _Needles) -> int:
-    """Rows where any element of a list cell equals that same record's identifier (as its decimal form).
+def _numeric_hits_aligned(series: pl.Series, standardised: pl.DataFrame, needles: _Needles) -> tuple[int, float]:
+    """Rows where any element of a list cell equals that same record's identifier (as its decimal form), and how many
+    such rows random words would give (``_expected_by_chance``; 0 for lists that are not of signed integers).
 
     A record's own numbers are its NHS number and birth date (integer spellings too) and the digits of its record
     and shared ids (below 10^L for ids of at most L characters); only the rows with an element that is one of those
@@ -211,7 +220,7 @@ def _numeric_hits_aligned(series: pl.Series, standardised: pl.DataFrame, needles
     """
     inner = series.dtype.inner  # type: ignore[union-attr]
     if inner is None or not inner.is_integer() or inner == pl.UInt64:
-        return _aligned_hits_as_text(series, standardised)
+        return _aligned_hits_as_text(series, standardised), 0.0
     # The elements, flat, with the row each belongs to (Arrow's list layout: no per-element row column is built).
     lists = series.cast(pl.List(pl.Int64)).rechunk().to_arrow()
     flat, parents = lists.flatten(), pc.list_parent_indices(lists)
@@ -230,18 +239,44 @@ def _numeric_hits_aligned(series: pl.Series, standardised: pl.DataFrame, needles
     # Cheap test first (the top 32 bits), then the exact one on what is left.
     keep = np.isin(cells // _BUCKET, needles.buckets_array) | own_id_digits
     if not keep.any():
-        return 0
+        return 0, 0.0
     elements = pl.DataFrame({"_row": rows_of_cells[keep].astype(np.uint32), "_cell": cells[keep],
                              "_own_id_digits": own_id_digits[keep]})
     elements = elements.filter(pl.col("_cell").is_in(needles.integers) | pl.col("_own_id_digits")).drop("_own_id_digits")
     if elements.height == 0:
-        return 0
+        return 0, 0.0
     rows = elements["_row"].unique()
     own = _own_numbers(standardised[rows]).with_columns(rows.alias("_row"))
     compared = elements.join(own, on="_row")
     hits = compared.filter(pl.any_horizontal(pl.col("_cell") == pl.col(c) for c in own.columns if c != "_row")
-                           .fill_null(False))
-    return hits["_row"].n_unique()
+                           .fill_null(False))["_row"].n_unique()
+    # only worked out when something was found (it reads every element and every record's numbers)
+    return hits, _expected_by_chance(cells, rows_of_cells, _own_numbers(standardised)) if hits else 0.0
+
+
+def _expected_by_chance(cells: np.ndarray, rows_of_cells: np.ndarray, own: pl.DataFrame) -> float:
+    """How many elements would equal their own record's numbers if the words were random: a 64-bit word with k bits
+    set, its bits placed by a keyed hash, equals a given k-bit number with probability 1 / C(64, k).
+
+    A Bloom-filter word is sparse, so a small number: at ten million records the address word 2¹⁸ + 2 of record
+    VOL-262146 equalled the digits of its id. Numbers with many bits set (NHS numbers, dates of birth) have a chance
+    near zero, so one of them in a word is never excused.
+    """
+    ones = np.bitwise_count(cells.view(np.uint64)).astype(np.int64)
+    chance = 1.0 / np.array([math.comb(64, k) for k in range(65)])
+    expected = 0.0
+    for column in own.columns:
+        number = own[column].fill_null(-1).to_numpy()
+        number_ones = np.where(number >= 0, np.bitwise_count(np.abs(number)), -1)[rows_of_cells]
+        expected += float(chance[ones].sum(where=ones == number_ones))
+    return expected
+
+
+def _chance_of(hits: int, expected: float) -> float:
+    """P(at least ``hits`` coincidences) when ``expected`` are expected (Poisson)."""
+    from scipy.stats import poisson  # here: importing scipy.stats takes a second, and most scans never get here
+
+    return float(poisson.sf(hits - 1, expected))
 
 
 def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categorical: tuple[str, ...] = (),
@@ -287,7 +322,11 @@ def scan_with(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, spel
                 hits = _dates_of_birth(series, standardised["date_of_birth"])
             elif isinstance(series.dtype, pl.List) and is_aligned:
                 cells = series if aligned_rows is None else series.gather(aligned_rows)
-                hits = _numeric_hits_aligned(cells, own, needles)
+                hits, expected = _numeric_hits_aligned(cells, own, needles)
+                if hits and _chance_of(hits, expected) >= _CHANCE:
+                    result.coincidences.append({"table": table_name, "column": column, "cells": hits,
+                                                "expected_by_chance": float(f"{expected:.3g}")})
+                    hits = 0
             else:
                 found = _cell_hits(series, needles)
                 if found is None:

@@ -10,6 +10,18 @@ from carelink.htmlpage import bar, fmt, page, table
 from carelink.tables import read_json, write_json, write_text
 
 
+def _coincidences(scan: dict[str, Any]) -> str:
+    """A paragraph on Bloom-filter words that equal their own record's identifier by chance (empty when none)."""
+    found = scan.get("coincidences") or []
+    if not found:
+        return ""
+    listing = "; ".join(f"{x['table']}.{x['column']}: {x['cells']:,} records, {x['expected_by_chance']:g} expected"
+                        for x in found)
+    return (f"<p>Chance, not leaks: a few Bloom-filter words equal a number of their own record (such as its id's digits) "
+            f"about as often as random words of as few bits set would ({html.escape(listing)}). A sparse word is a "
+            "small number; an identifier written into a word is found in many more records than chance gives.</p>")
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The report as one self-contained HTML page."""
     e = html.escape
@@ -48,7 +60,7 @@ def render_html(report: dict[str, Any]) -> str:
 <div class="cards"><div class="card">records in<b>{fmt(counts['records_in'])}</b></div>
 <div class="card">records out<b>{fmt(counts['records_out'])}</b></div>
 <div class="card">activity rows out<b>{fmt(counts['activity_rows_out'])}</b></div></div>
-<h2>Leak scan</h2>{verdict}
+<h2>Leak scan</h2>{verdict}{_coincidences(scan)}
 <p>Not scanned (fixed vocabularies and event dates): {e(', '.join(scan['not_scanned']) or 'none')}.</p>
 <h2>What leaves the partner, field by field</h2>
 <p>Plaintext fields dropped: {e(', '.join(report['dropped_plaintext_fields']))}. Only <code>nodes.parquet</code> and

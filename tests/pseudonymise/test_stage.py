@@ -8,6 +8,7 @@ import hmac
 import json
 from pathlib import Path
 
+import numpy as np
 import pandera.errors
 import polars as pl
 import pytest
@@ -20,6 +21,7 @@ from carelink.keys import Key
 from carelink.pseudonymise import leakscan
 from carelink.pseudonymise import stage as pseudonymise_stage
 from carelink.pseudonymise.features import FEATURES
+from carelink.pseudonymise.report import render_html
 from carelink.pseudonymise.schema import NodeRecord
 from carelink.pseudonymise.stage import pseudonymise_source
 from carelink.tables import file_sha256, read_parquet_metadata
@@ -289,6 +291,43 @@ def test_leak_scan_aligned_numeric_column_catches_the_records_own_value(standard
     result = leakscan.scan({"nodes": pl.DataFrame([leaked])}, standardised, aligned=("nodes",))
     assert result.passed is False
     assert result.leaks == [{"table": "nodes", "column": "nhs_number_token", "cells": 2}]
+
+
+def _volunteers(count: int) -> pl.DataFrame:
+    """Standardised records VOL-262146, VOL-262147, ... (ids of six digits; no other identifier)."""
+    return pl.DataFrame({"record_id": [f"VOL-{262146 + i}" for i in range(count)],
+                         "nhs_number": pl.Series([None] * count, dtype=pl.String),
+                         "date_of_birth": pl.Series([None] * count, dtype=pl.Date)})
+
+
+def test_a_sparse_bloom_word_equal_to_its_records_id_by_chance_is_not_a_leak() -> None:
+    # Found at ten million records: record VOL-262146's address word was 2^18 + 2 = 262146, two bits set, as a
+    # sparse Bloom-filter word often is; one such coincidence is what chance gives, not a leak.
+    records = _volunteers(1000)
+    rng = np.random.default_rng(7)
+    words = [[int(w) for w in rng.integers(-2**63, 2**63 - 1, 8)] for _ in range(records.height)]
+    words[0][3] = 2**18 + 2
+    result = leakscan.scan({"nodes": pl.DataFrame({"address_bf": words})}, records, aligned=("nodes",))
+    assert result.passed is True
+    [found] = result.coincidences
+    assert (found["column"], found["cells"]) == ("address_bf", 1) and 0 < found["expected_by_chance"] < 0.01
+    assert result.to_dict()["coincidences"] == [found]
+
+
+def test_the_report_names_chance_coincidences(out: Path) -> None:
+    report = json.loads((out / "pseudonymisation_report.json").read_text())
+    report["leak_scan"]["coincidences"] = [{"table": "nodes", "column": "address_bf", "cells": 1,
+                                            "expected_by_chance": 0.021}]
+    page = render_html(report)
+    assert "Leak scan passed" in page and "Chance, not leaks" in page and "nodes.address_bf: 1 records, 0.021 expected" in page
+    assert "Chance, not leaks" not in render_html(json.loads((out / "pseudonymisation_report.json").read_text()))
+
+
+def test_record_ids_written_into_bloom_words_are_a_leak_however_sparse() -> None:
+    records = _volunteers(3)
+    words = [[2**18 + 2 + i] for i in range(3)]  # every record's own id: far more often than chance
+    result = leakscan.scan({"nodes": pl.DataFrame({"address_bf": words})}, records, aligned=("nodes",))
+    assert result.leaks == [{"table": "nodes", "column": "address_bf", "cells": 3}] and not result.coincidences
 
 
 def test_leak_scan_categorical_columns_are_listed_not_scanned(standardised: pl.DataFrame) -> None:
