@@ -385,16 +385,11 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
         changed, kept = None, None
     else:
         population, old_edges = baseline
-        # joins, not is_in against a list of ten million tokens (21 s at 10M records)
-        same = population.select("record_token", "row_hash", pl.lit(True).alias("unchanged"))
-        marked = frame.select("record_token", "row_hash").join(same, on=["record_token", "row_hash"], how="left",
-                                                                maintain_order="left")
-        changed = marked["unchanged"].is_null()
-        unchanged = marked.filter(~changed).select("record_token")
-        kept = (old_edges.join(unchanged, left_on="record_token_l", right_on="record_token", how="semi",
-                               maintain_order="left")
-                .join(unchanged, left_on="record_token_r", right_on="record_token", how="semi", maintain_order="left"))
-        del baseline, population, old_edges, same, marked, unchanged  # (2.6 GB of last run's edges at 10M records)
+        changed, gone = _changes(frame.select("record_token", "row_hash"), population)
+        # a kept pair has neither end gone: a filter by the few gone tokens, not joins with the millions unchanged
+        gone_tokens = gone.implode()
+        kept = old_edges.filter(~pl.col("record_token_l").is_in(gone_tokens) & ~pl.col("record_token_r").is_in(gone_tokens))
+        del baseline, population, old_edges, gone, gone_tokens  # (2.6 GB of last run's edges at 10M records)
         gc.collect()
         if not changed.any():
             return [kept], 0
@@ -412,6 +407,17 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
         return [fresh], frame.height
     assert changed is not None
     return [kept, fresh.select(kept.columns)], int(changed.sum())
+
+
+def _changes(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """Which of ``current``'s records are new or changed since ``previous`` (both ``record_token``, ``row_hash``), as
+    a mask in ``current``'s order, and the tokens of ``previous`` that are gone or changed (the ends of the pairs that
+    no longer hold)."""
+    keys = ["record_token", "row_hash"]
+    marked = current.join(previous.with_columns(pl.lit(True).alias("unchanged")), on=keys, how="left",
+                          maintain_order="left")
+    gone = previous.join(current, on=keys, how="anti")["record_token"]
+    return marked["unchanged"].is_null(), gone
 
 
 def _in_token_order(parts: list[pl.DataFrame]) -> pl.DataFrame:

@@ -91,3 +91,16 @@ def test_pairs_touching_changed_records_are_those_with_one_of_them(linked_run: P
     marked = frame.filter(changed)["record_token"].implode()
     expected = everything.filter(pl.col("record_token_l").is_in(marked) | pl.col("record_token_r").is_in(marked))
     assert touching.equals(expected)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from("abcdefgh"), st.integers(0, 2)),
+       st.dictionaries(st.sampled_from("abcdefgh"), st.integers(0, 2)))
+def test_changes_since_last_run_are_the_new_and_changed_records_and_the_gone_ones(before: dict, now: dict) -> None:
+    def population(rows: dict) -> pl.DataFrame:
+        return pl.DataFrame({"record_token": list(rows), "row_hash": list(rows.values())},
+                            schema={"record_token": pl.String, "row_hash": pl.UInt64})
+
+    changed, gone = stage._changes(population(now), population(before))
+    assert changed.to_list() == [before.get(token) != value for token, value in now.items()]
+    assert sorted(gone) == sorted(token for token, value in before.items() if now.get(token) != value)
