@@ -319,7 +319,7 @@ def test_the_report_names_chance_coincidences(out: Path) -> None:
     report["leak_scan"]["coincidences"] = [{"table": "nodes", "column": "address_bf", "cells": 1,
                                             "expected_by_chance": 0.021}]
     page = render_html(report)
-    assert "Leak scan passed" in page and "Chance, not leaks" in page and "nodes.address_bf: 1 records, 0.021 expected" in page
+    assert "Leak scan passed" in page and "Chance, not leaks" in page and "nodes.address_bf: 1 record, 0.021 expected" in page
     assert "Chance, not leaks" not in render_html(json.loads((out / "pseudonymisation_report.json").read_text()))
 
 
