@@ -35,6 +35,8 @@ _MOSTLY_UNIQUE = ("record_id", "nhs_number")
 #: List cells equal to their own record's identifiers in more rows than random words would give this rarely are a
 #: leak; fewer are chance (see ``_chance_of``).
 _CHANCE = 1e-6
+#: The chance that a 64-bit word with k bits set at random equals a given k-bit number, by k.
+_CHANCE_OF_BITS = 1.0 / np.array([math.comb(64, k) for k in range(65)])
 
 
 @dataclass
@@ -263,12 +265,12 @@ def _expected_by_chance(cells: np.ndarray, rows_of_cells: np.ndarray, own: pl.Da
     near zero, so one of them in a word is never excused.
     """
     ones = np.bitwise_count(cells.view(np.uint64)).astype(np.int64)
-    chance = 1.0 / np.array([math.comb(64, k) for k in range(65)])
+    chance = _CHANCE_OF_BITS[ones]
     expected = 0.0
     for column in own.columns:
         number = own[column].fill_null(-1).to_numpy()
         number_ones = np.where(number >= 0, np.bitwise_count(np.abs(number)), -1)[rows_of_cells]
-        expected += float(chance[ones].sum(where=ones == number_ones))
+        expected += float(chance.sum(where=ones == number_ones))
     return expected
 
 
@@ -287,7 +289,9 @@ def scan(outputs: dict[str, pl.DataFrame], standardised: pl.DataFrame, categoric
       embedded NHS numbers and postcodes. (A keyed 64-bit token equals a given value with probability 2⁻⁶⁴.)
     - Bloom-filter words (lists of integers) are not uniform — a sparse word is a small number — so a word equal to
       *some* NHS number happens by chance; in tables listed in ``aligned`` (one row per standardised record, same
-      order) they are compared with their own record's identifiers, which is where a leak would put them.
+      order) they are compared with their own record's identifiers, which is where a leak would put them. Rows
+      that match no more often than random words of as few bits set would (``_expected_by_chance``) are listed as
+      coincidences, not leaks.
     - Date cells of aligned tables are compared with their own record's date of birth (see ``_dates_of_birth``);
       event dates in other tables (activity) are listed as not scanned.
     - ``categorical`` columns hold values from a fixed vocabulary (source names, statuses, bands); they are listed

@@ -17,7 +17,7 @@ def _coincidences(scan: dict[str, Any]) -> str:
         return ""
     listing = "; ".join(f"{x['table']}.{x['column']}: {x['cells']:,} record{'' if x['cells'] == 1 else 's'}, "
                         f"{x['expected_by_chance']:g} expected" for x in found)
-    return (f"<p>Chance, not leaks: a few Bloom-filter words equal a number of their own record (such as its id's digits) "
+    return ("<p>Chance, not leaks: a few Bloom-filter words equal a number of their own record (such as its id's digits) "
             f"about as often as random words of as few bits set would ({html.escape(listing)}). A sparse word is a "
             "small number; an identifier written into a word is found in many more records than chance gives.</p>")
 
