@@ -113,7 +113,7 @@ class _Needles:
         number = spellings.cast(pl.Int64, strict=False)
         parsed = number.is_not_null()  # "+5", "05" parse too: keep those whose decimal form they are
         integers = number.filter(parsed).filter(spellings.filter(parsed).str.contains(_INTEGER_TEXT))
-        self.integer_values, self.integers = integers, integers.implode()
+        self.integer_values = integers
         buckets = (integers // _BUCKET).unique()
         self.buckets, self.buckets_array = buckets.implode(), buckets.to_numpy()
 
@@ -244,7 +244,8 @@ def _numeric_hits_aligned(series: pl.Series, standardised: pl.DataFrame, needles
         return 0, 0.0
     elements = pl.DataFrame({"_row": rows_of_cells[keep].astype(np.uint32), "_cell": cells[keep],
                              "_own_id_digits": own_id_digits[keep]})
-    elements = elements.filter(pl.col("_cell").is_in(needles.integers) | pl.col("_own_id_digits")).drop("_own_id_digits")
+    elements = elements.filter(_among(elements["_cell"], needles.integer_values) | elements["_own_id_digits"]).drop(
+        "_own_id_digits")
     if elements.height == 0:
         return 0, 0.0
     rows = elements["_row"].unique()
@@ -350,14 +351,15 @@ def _cell_hits(series: pl.Series, needles: _Needles) -> int | None:
     if dtype == pl.String:
         cells, counts = series.drop_nulls(), None
         sample = cells.head(_SAMPLE)
-        if sample.n_unique() <= sample.len() // 2:  # values repeat: work on the distinct ones from the start
-            cells, counts = _distinct_counts(cells)
-        if not cells.str.contains(r"[^0-9a-f]").any():  # hex tokens: embed nothing, equal only hex spellings
+        # hex tokens (told apart before grouping: most often no spelling has their length, and nothing is left to do)
+        if not _has_non_hex(sample) and not _has_non_hex(cells):
             needles_hex = needles.of_lengths(cells.str.len_bytes(), hex_only=True)
             if needles_hex.len() == 0:
                 return 0
             equal = _among(cells.str.to_uppercase(), needles_hex)
-            return int(equal.sum() if counts is None else counts.filter(equal).sum())
+            return int(equal.sum())
+        if sample.n_unique() <= sample.len() // 2:  # values repeat: work on the distinct ones from the start
+            cells, counts = _distinct_counts(cells)
         upper, counts = _distinct_counts(cells.str.to_uppercase(), counts)
         return needles.text_hits(upper, counts) + needles.embedded_hits(upper, counts)
     if dtype.is_integer():
@@ -365,6 +367,11 @@ def _cell_hits(series: pl.Series, needles: _Needles) -> int | None:
     if isinstance(dtype, pl.List) and dtype.inner is not None and dtype.inner.is_integer():
         return needles.integer_hits(series.drop_nulls().explode().drop_nulls())
     return None
+
+
+def _has_non_hex(cells: pl.Series) -> bool:
+    """Whether some cell holds a character other than a lower-case hex digit (hex tokens embed nothing)."""
+    return bool(cells.str.contains(r"[^0-9a-f]").any())
 
 
 def _distinct_counts(cells: pl.Series, counts: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:

@@ -249,3 +249,14 @@ def test_leak_scan_of_lists_with_null_rows_and_elements_equals_the_original(fram
     fast = leakscan.scan(outputs, frame, aligned=("nodes",)).to_dict()
     assert fast == legacy.scan(outputs, frame, aligned=("nodes",)).to_dict()
     assert 0 < fast["leaks"][0]["cells"] <= sum(1 for i in range(frame.height) if i % 3 == 1 and own[i] is not None)
+
+
+def test_leak_scan_counts_every_cell_of_a_repeated_hex_column_equal_to_a_spelling(frame: pl.DataFrame) -> None:
+    # a family name spelled in hex letters, lower-cased into a column of repeated hex values (told apart before
+    # grouping): each of its cells counts
+    named = frame.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("FACE")).otherwise("family_name")
+                               .alias("family_name"))
+    codes = pl.DataFrame({"code": ["face", "0a1b", "0a1b", "c0de"] * 30})
+    fast = leakscan.scan({"activity": codes}, named).to_dict()
+    assert fast == legacy.scan({"activity": codes}, named).to_dict()
+    assert fast["leaks"] == [{"table": "activity", "column": "code", "cells": 30}]
