@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -412,12 +413,20 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
 def _changes(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     """Which of ``current``'s records are new or changed since ``previous`` (both ``record_token``, ``row_hash``), as
     a mask in ``current``'s order, and the tokens of ``previous`` that are gone or changed (the ends of the pairs that
-    no longer hold)."""
-    keys = ["record_token", "row_hash"]
-    marked = current.join(previous.with_columns(pl.lit(True).alias("unchanged")), on=keys, how="left",
-                          maintain_order="left")
-    gone = previous.join(current, on=keys, how="anti")["record_token"]
-    return marked["unchanged"].is_null(), gone
+    no longer hold).
+
+    A record is unchanged where both frames hold its token with the same row hash. The frames are joined on the
+    64-bit hash alone and the tokens compared after (half the time of joining on both at ten million records);
+    records sharing a hash (identical features) just meet more candidates.
+    """
+    pairs = current.select("row_hash", pl.col("record_token").alias("_token")).with_row_index("_row").join(
+        previous.select("row_hash", "record_token").with_row_index("_previous_row"), on="row_hash", how="inner"
+    ).filter(pl.col("_token") == pl.col("record_token"))
+    changed = np.ones(current.height, dtype=bool)
+    changed[pairs["_row"].to_numpy()] = False
+    gone = np.ones(previous.height, dtype=bool)
+    gone[pairs["_previous_row"].to_numpy()] = False
+    return pl.Series(changed), previous["record_token"].filter(pl.Series(gone))
 
 
 def _in_token_order(parts: list[pl.DataFrame]) -> pl.DataFrame:
