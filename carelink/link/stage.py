@@ -341,7 +341,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     meta = {"linkage_key_id": key_id, "model_sha256": model_sha}
     person_map = registry.records.join(clusters.select("record_token", "source"), on="record_token")
     write_parquet_files([(edges, out_folder / "edges.parquet", meta),
-                         (population, out_folder / "population.parquet", meta),
+                         (population, out_folder / "population.parquet", meta | {"row_hash_format": ROW_HASH_FORMAT}),
                          (person_map, out_folder / "person_map.parquet", meta), *registry.files(out_folder)])
     del person_map
     model_document = _read_model(model_path)
@@ -358,10 +358,19 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
                       records_rescored=changed)
 
 
+#: How ``with_row_hash`` hashes, kept in ``population.parquet``: hashes made another way are not compared.
+ROW_HASH_FORMAT = "list-columns-hashed-first/1"
+
+
 def with_row_hash(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add a hash of every match feature, so a record whose features changed since the last run is noticed."""
+    """Add a hash of every match feature, so a record whose features changed since the last run is noticed.
+
+    List columns (Bloom filters, variant tokens) are hashed one by one, side by side, and their hashes hashed with
+    the other features: hashing the rows with the lists in them took twice as long (4.9 s against 2.1 s at 10M)."""
     features = [c for c in frame.columns if c != "record_token"]
-    return frame.with_columns(frame.select(features).hash_rows(seed=0).alias("row_hash"))
+    parts = frame.select(pl.col(c).hash(seed=0) if isinstance(frame.schema[c], pl.List) else pl.col(c)
+                         for c in features)
+    return frame.with_columns(parts.hash_rows(seed=0).alias("row_hash"))
 
 
 def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
@@ -370,6 +379,9 @@ def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFram
         return None
     if read_parquet_metadata(previous / "edges.parquet").get("model_sha256") != model_sha:
         log.info("link: the model changed since the last run; scoring everything")
+        return None
+    if read_parquet_metadata(previous / "population.parquet").get("row_hash_format") != ROW_HASH_FORMAT:
+        log.info("link: the last run's records were fingerprinted another way; scoring everything")
         return None
     return pl.read_parquet(previous / "population.parquet"), pl.read_parquet(previous / "edges.parquet")
 

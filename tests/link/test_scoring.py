@@ -104,3 +104,25 @@ def test_changes_since_last_run_are_the_new_and_changed_records_and_the_gone_one
     changed, gone = stage._changes(population(now), population(before))
     assert changed.to_list() == [before.get(token) != value for token, value in now.items()]
     assert sorted(gone) == sorted(token for token, value in before.items() if now.get(token) != value)
+
+
+def test_row_hashes_see_a_change_inside_a_list_and_between_null_and_empty() -> None:
+    frame = pl.DataFrame({"record_token": ["a", "b", "c", "d"], "words": [[1, 2], [1, 3], None, []], "n": [1, 1, 1, 1]})
+    hashes = stage.with_row_hash(frame)["row_hash"]
+    assert hashes.n_unique() == 4
+    assert stage.with_row_hash(frame)["row_hash"].equals(hashes)  # the same features, the same hash
+
+
+def test_last_runs_scores_are_used_only_when_made_with_this_model_and_this_row_hash(tmp_path: Path) -> None:
+    from carelink.tables import write_parquet
+
+    population = pl.DataFrame({"record_token": ["a"], "row_hash": [1]}, schema={"record_token": pl.String,
+                                                                                "row_hash": pl.UInt64})
+    edges = pl.DataFrame({"record_token_l": ["a"], "record_token_r": ["b"], "match_probability": [0.99]})
+    write_parquet(edges, tmp_path / "edges.parquet", {"model_sha256": "m1"})
+    write_parquet(population, tmp_path / "population.parquet", {"model_sha256": "m1"})  # an earlier version's
+    assert stage._previous_scores(tmp_path, "m1") is None
+    write_parquet(population, tmp_path / "population.parquet", {"row_hash_format": stage.ROW_HASH_FORMAT})
+    kept = stage._previous_scores(tmp_path, "m1")
+    assert kept is not None and kept[0].equals(population)
+    assert stage._previous_scores(tmp_path, "m2") is None  # another model
