@@ -42,6 +42,8 @@ class ClusterStats:
 
 #: A record is ambiguous when its links to two different NHS numbers are within this many bits of each other.
 AMBIGUITY_BITS = 10.0
+#: The column of ``cluster``'s output giving the row of each record's cluster ID among the nodes.
+CLUSTER_ROW = "cluster_row"
 #: Identifiers that must all agree exactly for an edge between two different valid NHS numbers to stand.
 EXCUSING = ("given_name_token", "family_name_token", "dob_token")
 
@@ -80,7 +82,7 @@ def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int
 
 def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple[pl.DataFrame, ClusterStats]:
     """Return ``record_token, cluster_id`` for every node, in the nodes' order (cluster_id = the cluster's smallest
-    record token).
+    record token), and ``CLUSTER_ROW``: the nodes' row of that token (for work on row numbers, as the registry's).
 
     ``nodes`` needs unique ``record_token`` values, ``nhs_number_token`` and the tokens in ``EXCUSING``. Records are
     worked on by row number. Inside a connected component of the usable edges that holds at most one NHS number no
@@ -88,7 +90,8 @@ def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple
     the same clusters as running it over every edge, about five times faster at 1M records (``bench/cluster.py``).
     """
     if nodes.height == 0:
-        return pl.DataFrame(schema={"record_token": pl.String, "cluster_id": pl.String}), ClusterStats(0, 0, 0)
+        empty = pl.DataFrame(schema={"record_token": pl.String, "cluster_id": pl.String, CLUSTER_ROW: pl.Int64})
+        return empty, ClusterStats(0, 0, 0)
     columns = ["nhs_number_token", *EXCUSING]
     strong = edges.lazy().select("record_token_l", "record_token_r", "match_weight", "match_probability").filter(
         pl.col("match_probability") >= threshold).drop("match_probability").with_row_index("_edge").collect()
@@ -155,10 +158,12 @@ def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple
     order = np.argsort(group, kind="stable")
     laid_out = group[order]
     segment = np.concatenate(([0], np.cumsum(laid_out[1:] != laid_out[:-1])))
-    smallest = pl.DataFrame({"segment": segment, "token": tokens.gather(order)}).with_columns(
-        pl.col("segment").set_sorted()).group_by("segment", maintain_order=True).agg(pl.col("token").min())["token"]
+    laid = pl.DataFrame({"segment": segment, "token": tokens.gather(order), "row": order})
+    smallest = laid.with_columns(pl.col("segment").set_sorted()).group_by("segment", maintain_order=True).agg(
+        pl.col("row").get(pl.col("token").arg_min()))["row"]
     of_record = np.empty_like(segment)
     of_record[order] = segment
-    clusters = pl.DataFrame({"record_token": tokens, "cluster_id": smallest.gather(of_record)})
+    rows = smallest.gather(of_record)
+    clusters = pl.DataFrame({"record_token": tokens, "cluster_id": tokens.gather(rows), CLUSTER_ROW: rows})
     return clusters, ClusterStats(
         pairs.height, pairs["nhs_conflict"].sum(), refused, second_numbers, ambiguous.len())

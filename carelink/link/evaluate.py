@@ -107,7 +107,8 @@ def scores_across_thresholds(run_folder: Path, assigned: pl.DataFrame,
     rows = []
     for threshold in thresholds:
         clusters, _ = cluster(nodes, edges, threshold)
-        regrouped = assigned.drop("person_id").join(clusters.rename({"cluster_id": "person_id"}), on="record_token")
+        regrouped = assigned.drop("person_id").join(clusters.select("record_token", pl.col("cluster_id").alias("person_id")),
+                                                    on="record_token")
         figures = pairwise_scores(regrouped)
         rows.append({"threshold": threshold, **{k: figures[k] for k in ("precision", "recall", "f1")}})
     return rows

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from carelink.link.clustering import CLUSTER_ROW
 from carelink.tables import write_parquet_files
 
 REGISTRY_SCHEMA = {"record_token": pl.String, "person_id": pl.String, "first_run": pl.String, "last_run": pl.String}
@@ -205,7 +206,8 @@ def _strictly_increasing(numbers: pl.Series) -> bool:
 class _Numbered:
     """The previous records and tonight's clusters with numbers for strings, in the strings' order: a record token's
     first 16 hex digits (no two tokens sharing them), a cluster ID's token number (cluster IDs being record tokens,
-    as ``clustering.cluster`` makes them) and a person ID's digits (IDs of one width)."""
+    as ``clustering.cluster`` makes them; taken from the row it names in ``CLUSTER_ROW`` where given, else read from
+    the string and checked to be one of tonight's) and a person ID's digits (IDs of one width)."""
 
     records: pl.DataFrame
     next_number: int
@@ -216,7 +218,10 @@ class _Numbered:
     def of(cls, registry: Registry, clusters: pl.DataFrame) -> _Numbered | None:
         """The numbered records and clusters, or None where some string has no number that stands for it alone."""
         tonight, before = _token_numbers(clusters["record_token"]), _token_numbers(registry.records["record_token"])
-        cluster_ids = _token_numbers(clusters["cluster_id"])
+        if tonight is not None and CLUSTER_ROW in clusters.columns:  # each cluster ID is the token of that row
+            cluster_ids = tonight.gather(clusters[CLUSTER_ROW])
+        else:
+            cluster_ids = _token_numbers(clusters["cluster_id"])
         person_numbers = _person_numbers(registry.records["person_id"])
         historic = _person_numbers(registry.history["person_id"].drop_nulls())
         if tonight is None or before is None or cluster_ids is None or person_numbers is None or historic is None:
@@ -231,7 +236,8 @@ class _Numbered:
         paired = tonight.join(before, on="record_token")
         if not (paired["_low"] == paired["_low_right"]).all():
             return None
-        if cluster_ids.join(tonight, on=["record_token", "_low"], how="anti").height:
+        if CLUSTER_ROW not in clusters.columns and cluster_ids.join(tonight, on=["record_token", "_low"],
+                                                                     how="anti").height:
             return None
         highest = max(int(person_numbers.max(initial=0)), int(historic.max(initial=0)))
         if highest + clusters.height >= 10**_DIGITS:  # new IDs would be wider, and sort otherwise than their numbers

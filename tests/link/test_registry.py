@@ -7,6 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from carelink.link.clustering import CLUSTER_ROW
 from carelink.link.registry import Registry, assign_person_ids
 
 
@@ -187,12 +188,17 @@ def test_numbers_for_tokens_give_the_registry_the_strings_give(kind: str) -> Non
         tokens[1] = tokens[0][:16] + secrets.token_hex(8)
     elif kind == "short":
         tokens = [f"t{i}" for i in range(600)]
-    fast = slow = Registry.empty()
+    fast = slow = by_rows = Registry.empty()
     for night, frame in enumerate(_random_nights(tokens, 4, seed=7), start=1):
         fast = assign_person_ids(fast, frame, f"run{night}")
         slow = _on_strings(slow, frame, f"run{night}")
         assert fast.records.equals(slow.records)
         assert fast.history.equals(slow.history)
+        # as clustering.cluster gives them: with the row of each cluster ID's token
+        rows = frame.with_row_index(CLUSTER_ROW).select("record_token", pl.col(CLUSTER_ROW).cast(pl.Int64))
+        with_rows = frame.join(rows.rename({"record_token": "cluster_id"}), on="cluster_id", maintain_order="left")
+        by_rows = assign_person_ids(by_rows, with_rows, f"run{night}")
+        assert by_rows.records.equals(slow.records) and by_rows.history.equals(slow.history)
     assert {"created", "merged_into", "split_from"} <= set(fast.history["event"])
     assert fast.records.schema == slow.records.schema and fast.history["person_id"].dtype == pl.String
 
