@@ -131,8 +131,11 @@ def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: R
                                      consent_resolution=config.consent_resolution,
                                      progress=lambda targets: _progress(list(targets), "export"),
                                      id_store=RecipientIdStore(workspace.state / "recipient_ids")))
-    sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
-    report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
+    if report.exports:  # counted from the people table every export starts from
+        report.people_by_source_count = report.exports[0].people_by_source_count
+    else:
+        sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
+        report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
 
 
 def run_stage(stage: str, config: PipelineConfig, workspace: Workspace, run: Run, report: RunReport,

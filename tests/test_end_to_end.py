@@ -37,6 +37,15 @@ def test_linkage_accuracy_against_truth(partnership: dict) -> None:
     )
 
 
+def test_people_by_source_count_counts_every_linked_person_once(partnership: dict) -> None:
+    report = partnership["report"]
+    person_map = pl.read_parquet(report.run.link / "person_map.parquet")
+    held = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
+    assert report.people_by_source_count == dict(sorted(held.group_by("n").len().iter_rows()))
+    assert sum(report.people_by_source_count.values()) == report.link.people
+    assert len(report.people_by_source_count) >= 3  # people held by one, two and more sources
+
+
 def test_rows_reconcile_for_every_source(partnership: dict) -> None:
     run = partnership["report"].run
     for source in partnership["config"].sources:

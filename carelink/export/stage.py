@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandera.errors
@@ -62,6 +62,8 @@ class ExportResult:
     people_withheld: int
     activity_rows: int
     folder: Path
+    #: People by how many sources hold them, over everyone the hub linked (before any purpose withholds anyone).
+    people_by_source_count: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -264,8 +266,9 @@ def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, sha
     counts = manifest["counts"]
     log.info("export %s: %d people (%d withheld), %d activity rows (%d withheld)", where, counts["people"],
              counts["people_withheld"], counts["activity_rows"], counts["activity_rows_withheld"])
+    by_sources = shared.people.group_by("source_count").len().sort("source_count").iter_rows()
     return ExportResult(export.recipient, export.purpose, counts["people"], counts["people_withheld"],
-                        counts["activity_rows"], target)
+                        counts["activity_rows"], target, dict(by_sources))
 
 
 def _counts(report: dict) -> dict:
