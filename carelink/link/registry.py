@@ -218,10 +218,8 @@ class _Numbered:
     def of(cls, registry: Registry, clusters: pl.DataFrame) -> _Numbered | None:
         """The numbered records and clusters, or None where some string has no number that stands for it alone."""
         tonight, before = _token_numbers(clusters["record_token"]), _token_numbers(registry.records["record_token"])
-        if tonight is not None and CLUSTER_ROW in clusters.columns:  # each cluster ID is the token of that row
-            cluster_ids = tonight.gather(clusters[CLUSTER_ROW])
-        else:
-            cluster_ids = _token_numbers(clusters["cluster_id"])
+        by_row = tonight is not None and _rows_name_cluster_ids(clusters)
+        cluster_ids = tonight.gather(clusters[CLUSTER_ROW]) if by_row else _token_numbers(clusters["cluster_id"])
         person_numbers = _person_numbers(registry.records["person_id"])
         historic = _person_numbers(registry.history["person_id"].drop_nulls())
         if tonight is None or before is None or cluster_ids is None or person_numbers is None or historic is None:
@@ -236,8 +234,7 @@ class _Numbered:
         paired = tonight.join(before, on="record_token")
         if not (paired["_low"] == paired["_low_right"]).all():
             return None
-        if CLUSTER_ROW not in clusters.columns and cluster_ids.join(tonight, on=["record_token", "_low"],
-                                                                     how="anti").height:
+        if not by_row and cluster_ids.join(tonight, on=["record_token", "_low"], how="anti").height:
             return None
         highest = max(int(person_numbers.max(initial=0)), int(historic.max(initial=0)))
         if highest + clusters.height >= 10**_DIGITS:  # new IDs would be wider, and sort otherwise than their numbers
@@ -252,6 +249,20 @@ class _Numbered:
         records = assigned.with_columns(self.tokens.alias("record_token"), _person_ids("person_id"))
         events = events.with_columns(_person_ids("person_id"), _person_ids("related_person_id"))
         return records.cast(REGISTRY_SCHEMA), events.cast(HISTORY_SCHEMA)
+
+
+def _rows_name_cluster_ids(clusters: pl.DataFrame, checked: int = 1000) -> bool:
+    """Whether ``clusters`` carries ``CLUSTER_ROW`` as ``clustering.cluster`` makes it, in its own row order: each
+    row's cluster ID is the token of the row it names (checked on ``checked`` rows spread over the frame, which
+    catches a frame re-ordered or filtered since)."""
+    if CLUSTER_ROW not in clusters.columns or clusters[CLUSTER_ROW].null_count():
+        return False
+    rows = clusters[CLUSTER_ROW]
+    if clusters.height and not 0 <= int(rows.min()) <= int(rows.max()) < clusters.height:  # type: ignore[arg-type]
+        return False
+    sample = np.linspace(0, clusters.height - 1, num=min(checked, clusters.height), dtype=np.int64)
+    named = clusters["record_token"].gather(rows.gather(sample))
+    return bool(named.equals(clusters["cluster_id"].gather(sample), check_names=False))
 
 
 def _person_ids(column: str) -> pl.Expr:

@@ -219,3 +219,19 @@ def test_numbers_are_used_only_where_they_stand_for_one_string() -> None:
     assert _Numbered.of(first, elsewhere) is None
     wide = Registry(first.records.with_columns(pl.lit("P1234567890").alias("person_id")), first.history)
     assert _Numbered.of(wide, frame) is None
+
+
+def test_cluster_rows_are_trusted_only_while_they_name_the_cluster_ids() -> None:
+    import secrets
+
+    from carelink.link.registry import _rows_name_cluster_ids
+
+    tokens = sorted(secrets.token_hex(16) for _ in range(40))
+    frame = pl.DataFrame({"record_token": tokens, "cluster_id": [tokens[i - i % 2] for i in range(40)],
+                          CLUSTER_ROW: [i - i % 2 for i in range(40)]})
+    assert _rows_name_cluster_ids(frame)
+    assert not _rows_name_cluster_ids(frame.reverse())  # re-ordered since clustering
+    assert not _rows_name_cluster_ids(frame.drop(CLUSTER_ROW))
+    assert not _rows_name_cluster_ids(frame.with_columns(pl.lit(99).alias(CLUSTER_ROW)))  # no such row
+    first = assign_person_ids(Registry.empty(), frame.reverse(), "run1")  # falls back to reading the IDs
+    assert first.records.equals(assign_person_ids(Registry.empty(), frame.drop(CLUSTER_ROW), "run1").records)
