@@ -77,6 +77,7 @@ class _Shared:
     sources: list[str]
     type1_sources: frozenset[str]
     consent_resolution: Mapping[str, str] | None
+    people_by_source_count: dict[int, int]  # of ``people``, for every export's result
 
 
 def node_column_needed(name: str) -> bool:
@@ -230,10 +231,12 @@ def export_all(exports: Sequence[ExportConfig], out_folder: Path, *, person_map:
 
 def _shared(person_map: pl.DataFrame, nodes: pl.DataFrame, activity: dict[str, pl.DataFrame], edges: pl.DataFrame,
             type1_sources: frozenset[str], consent_resolution: Mapping[str, str] | None) -> _Shared:
-    return _Shared(person_map=person_map, nodes=nodes,
-                   people=people_table(person_map, nodes, edges, consent_resolution),
+    people = people_table(person_map, nodes, edges, consent_resolution)
+    by_sources = dict(people.group_by("source_count").len().sort("source_count").iter_rows())
+    return _Shared(person_map=person_map, nodes=nodes, people=people,
                    activity=_activity_rows(activity, person_map), sources=sorted(activity),
-                   type1_sources=type1_sources, consent_resolution=consent_resolution)
+                   type1_sources=type1_sources, consent_resolution=consent_resolution,
+                   people_by_source_count=by_sources)
 
 
 def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, shared: _Shared, export_key: Key,
@@ -266,9 +269,8 @@ def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, sha
     counts = manifest["counts"]
     log.info("export %s: %d people (%d withheld), %d activity rows (%d withheld)", where, counts["people"],
              counts["people_withheld"], counts["activity_rows"], counts["activity_rows_withheld"])
-    by_sources = shared.people.group_by("source_count").len().sort("source_count").iter_rows()
     return ExportResult(export.recipient, export.purpose, counts["people"], counts["people_withheld"],
-                        counts["activity_rows"], target, dict(by_sources))
+                        counts["activity_rows"], target, shared.people_by_source_count)
 
 
 def _counts(report: dict) -> dict:
