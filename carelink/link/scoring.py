@@ -19,6 +19,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from carelink.link.model import Block
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 NODE_ID = "node_id"
 #: Most candidate pairs scored at once (DuckDB's working set while scoring grows with it).
 CHUNK_PAIRS = 2_000_000
+_PAIR = "__pair"
 
 
 def with_node_ids(frame: pl.DataFrame) -> pl.DataFrame:
@@ -110,11 +112,21 @@ class PairScorer:
             yield frame
 
     def _as_edges(self, scored: pl.DataFrame) -> pl.DataFrame:
-        """Predictions by node id → edges by record token (smaller token on the left), sorted."""
+        """Predictions by node id → edges by record token (smaller token on the left), sorted.
+
+        Each node id is replaced by its token's rank, so the pairs sort as one 64-bit integer (the ranks of both
+        ends) and the tokens are looked up once, in order: sorting by the two token strings copied every column
+        with the strings in it (about 6 GB at the end of a first night at ten million records)."""
         weights = [c for c in scored.columns if c.startswith("mw_")]
-        left = self._tokens.gather(scored[f"{NODE_ID}_l"])
-        right = self._tokens.gather(scored[f"{NODE_ID}_r"])
-        edges = scored.select("match_weight", "match_probability", *weights).with_columns(
-            pl.min_horizontal(left, right).alias("record_token_l"), pl.max_horizontal(left, right).alias("record_token_r"))
-        return edges.select("record_token_l", "record_token_r", "match_weight", "match_probability", *weights).sort(
-            "record_token_l", "record_token_r")
+        by_rank = self._tokens.arg_sort()  # the node id of each rank
+        rank = np.empty(self._tokens.len(), dtype=np.int64)
+        rank[by_rank.to_numpy()] = np.arange(self._tokens.len())
+        left, right = rank[scored[f"{NODE_ID}_l"].to_numpy()], rank[scored[f"{NODE_ID}_r"].to_numpy()]
+        pair = pl.Series(np.minimum(left, right) << 32 | np.maximum(left, right))
+        del left, right
+        ranked = scored.select("match_weight", "match_probability", *weights).with_columns(pair.alias(_PAIR)).sort(_PAIR)
+        del pair
+        ends = ranked[_PAIR].to_numpy()
+        tokens = [self._tokens.gather(by_rank.gather(end)).alias(name)
+                  for name, end in (("record_token_l", ends >> 32), ("record_token_r", ends & 0xFFFFFFFF))]
+        return ranked.drop(_PAIR).insert_column(0, tokens[1]).insert_column(0, tokens[0])
