@@ -67,19 +67,21 @@ def level_code(comparison: dict[str, Any], label: str) -> int:
     return -(labels.index(label) + 1)
 
 
-def household_evidence(open_linker: Callable[[dict[str, Any]], Any], frame: pl.DataFrame, dialect: str,
+def household_evidence(open_linker: Callable[[dict[str, Any], pl.DataFrame], Any], frame: pl.DataFrame, dialect: str,
                        hardening: str = "none") -> HouseholdEvidence:
     """Find the pairs in ``HOUSEHOLD_BLOCKS`` and weigh the evidence (levels only; no trained parameters needed).
 
-    ``open_linker`` opens a Splink linker over ``frame`` with the settings it is given.
+    ``open_linker`` opens a Splink linker with the settings it is given over the records it is given. Large data is
+    sampled by surname before Splink sees it: every block joins on the surname and no level reads term frequencies,
+    so the pairs and their levels are those of the whole data's blocks for the sampled surnames, and Splink prepares
+    a tenth of the records, not ten million (98 s of a first night's training at ten million records).
     """
     every = max(1, -(-sum(block.pairs(frame) for block in HOUSEHOLD_BLOCKS) // MAX_PAIRS))
     settings = _level_coded(model.settings(dialect, households=True, hardening=hardening))
-    settings["blocking_rules_to_generate_predictions"] = [
-        {"blocking_rule": block.sql() + (f" AND l.family_name_token % {every} = 0" if every > 1 else "")}
-        for block in HOUSEHOLD_BLOCKS]
+    settings["blocking_rules_to_generate_predictions"] = [{"blocking_rule": block.sql()} for block in HOUSEHOLD_BLOCKS]
     by_name = {c["output_column_name"]: c for c in settings["comparisons"]}
-    linker = open_linker(settings)
+    sampled = frame if every == 1 else frame.filter(pl.col("family_name_token") % every == 0)
+    linker = open_linker(settings, sampled)
     predictions = linker.inference.predict(warning_mode="never")
     sql = (f"SELECT mw_given_name AS given, mw_nhs_number AS nhs, mw_shared_id AS shared, mw_date_of_birth AS dob, "
            f"count(*) AS n FROM {predictions.physical_name} GROUP BY ALL")

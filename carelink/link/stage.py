@@ -262,8 +262,8 @@ def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, harde
     frame = with_node_ids(frame)
     opened = itertools.count()
 
-    def fresh_linker(settings: dict[str, Any]) -> Any:
-        _, table = _open_backend(frame, config, connection, f"nodes_{next(opened)}")
+    def fresh_linker(settings: dict[str, Any], records: pl.DataFrame = frame) -> Any:
+        _, table = _open_backend(records, config, connection, f"nodes_{next(opened)}")
         return _linker(table, {**settings, "unique_id_column_name": NODE_ID})
 
     evidence = household_evidence(fresh_linker, frame, dialect, hardening)

@@ -1,12 +1,20 @@
-"""Model training pieces: u without sampled matches, level codes, the household decision."""
+"""Model training pieces: u without sampled matches, level codes, the household decision and its sample."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import polars as pl
 import pytest
 
-from carelink.link import model
+from carelink.config import LinkageConfig, load_config
+from carelink.link import households, model, stage
 from carelink.link.households import level_code
+from carelink.link.scoring import with_node_ids
 from carelink.link.stage import settings_for_engine, u_without_matches
+from carelink.pipeline import STAGES, RunReport, run_stage
+from carelink.synth import generate_partnership
+from carelink.workspace import Workspace
 
 
 def _settings(prior: float, *levels: dict) -> dict:
@@ -68,3 +76,34 @@ def test_hardened_filters_change_the_dice_sql_length() -> None:
     plain = str(model.comparisons("duckdb", True, "none"))
     folded = str(model.comparisons("duckdb", True, "xor_fold"))
     assert "address_bf_l[16]" in plain and "address_bf_l[16]" not in folded and "address_bf_l[8]" in folded
+
+
+def test_household_evidence_on_a_sample_of_surnames_is_that_of_the_whole_datas_blocks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampling surnames before Splink sees the records gives the verdict that blocking all of them with the
+    sample's condition gives."""
+    generate_partnership(tmp_path / "data", people=1500, seed=3)
+    config, workspace = load_config(tmp_path / "data" / "pipeline.yaml"), Workspace(tmp_path / "workspace")
+    run = workspace.new_run()
+    for name in STAGES[:2]:
+        run_stage(name, config, workspace, run, RunReport(run))
+    nodes, _ = stage.load_nodes([run.pseudonymise / source.name for source in config.sources])
+    frame = with_node_ids(stage.model_input(nodes))
+    total = sum(block.pairs(frame) for block in households.HOUSEHOLD_BLOCKS)
+    monkeypatch.setattr(households, "MAX_PAIRS", -(-total // 3))  # one surname in three
+    opened: list[int] = []
+
+    def over(settings: dict, records: pl.DataFrame):
+        opened.append(records.height)
+        _, table = stage._open_backend(records, LinkageConfig(), name=f"nodes_{len(opened)}")
+        return stage._linker(table, {**settings, "unique_id_column_name": "node_id"})
+
+    def whole_data_with_the_condition(settings: dict, records: pl.DataFrame):
+        rules = [{"blocking_rule": rule["blocking_rule"] + " AND l.family_name_token % 3 = 0"}
+                 for rule in settings["blocking_rules_to_generate_predictions"]]
+        return over({**settings, "blocking_rules_to_generate_predictions": rules}, frame)
+
+    sampled = households.household_evidence(over, frame, "duckdb")
+    assert opened[0] == frame.filter(pl.col("family_name_token") % 3 == 0).height < frame.height / 2
+    assert sampled.judged > 0
+    assert sampled == households.household_evidence(whole_data_with_the_condition, frame, "duckdb")
