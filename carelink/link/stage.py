@@ -31,7 +31,7 @@ from carelink.link.clustering import EXCUSING, ClusterStats, cluster
 from carelink.link.households import household_evidence
 from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
-from carelink.link.scoring import NODE_ID, PairScorer, with_node_ids
+from carelink.link.scoring import NODE_ID, NodePairs, PairScorer, with_node_ids
 from carelink.pseudonymise.stage import verify_delivery
 from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet_files
 
@@ -319,7 +319,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     parts, changed = _score(frame, settings, rules, config,
                             _previous_scores(previous, model_sha) if incremental and not trained else None)
     # what the rest needs of the records; the match features (Bloom filters, variant lists) are let go before the
-    # kept and fresh pairs are put in order (the stage's peak otherwise: 16.5 GB at 10M records)
+    # pairs become edges by token and kept and fresh pairs are put in order (the stage's peak otherwise)
     population = frame.select("record_token", "row_hash")
     del frame
     nodes = nodes.select(AFTER_SCORING)
@@ -387,9 +387,9 @@ def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFram
 
 
 def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Block, ...], config: LinkageConfig,
-           baseline: tuple[pl.DataFrame, pl.DataFrame] | None) -> tuple[list[pl.DataFrame], int]:
-    """Scored pairs of ``frame`` (at p >= 0.5), in parts for ``_in_token_order``, and how many records were scored
-    afresh.
+           baseline: tuple[pl.DataFrame, pl.DataFrame] | None) -> tuple[list[pl.DataFrame | NodePairs], int]:
+    """Scored pairs of ``frame`` (at p >= 0.5), in parts for ``_in_token_order`` (edges, or pairs by node id on
+    DuckDB), and how many records were scored afresh.
 
     With ``baseline`` (the last run's population and edges, made with this model), last run's scores are kept among
     records unchanged since, and only pairs touching a new or changed record are scored.
@@ -419,7 +419,7 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
     if kept is None:
         return [fresh], frame.height
     assert changed is not None
-    return [kept, fresh.select(kept.columns)], int(changed.sum())
+    return [kept, fresh], int(changed.sum())
 
 
 def _changes(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
@@ -441,11 +441,15 @@ def _changes(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, 
     return pl.Series(changed), previous["record_token"].filter(pl.Series(gone))
 
 
-def _in_token_order(parts: list[pl.DataFrame]) -> pl.DataFrame:
-    """The pairs ``_score`` returned as one table: a single part as it is, kept and fresh pairs sorted by token."""
-    if len(parts) == 1:
-        return parts[0]
-    return pl.concat(parts, how="vertical_relaxed", rechunk=False).sort("record_token_l", "record_token_r")
+def _in_token_order(parts: list[pl.DataFrame | NodePairs]) -> pl.DataFrame:
+    """The pairs ``_score`` returned as one table of edges: a single part as it is, kept and fresh pairs sorted by
+    token."""
+    edges = [part.edges() if isinstance(part, NodePairs) else part for part in parts]
+    if len(edges) == 1:
+        return edges[0]
+    columns = edges[0].columns
+    return pl.concat([part.select(columns) for part in edges], how="vertical_relaxed",
+                     rechunk=False).sort("record_token_l", "record_token_r")
 
 
 def _score_with_splink_blocking(frame: pl.DataFrame, settings: dict[str, Any], config: LinkageConfig,
