@@ -16,7 +16,15 @@ from tqdm import tqdm
 from carelink import __version__
 from carelink.config import PipelineConfig
 from carelink.errors import DataQualityError
-from carelink.export.stage import ExportResult, RecipientIdStore, check_reconciles, export_all, node_column_needed
+from carelink.export.stage import (
+    ExportInputs,
+    ExportResult,
+    RecipientIdStore,
+    check_reconciles,
+    export_all,
+    export_inputs,
+    node_column_needed,
+)
 from carelink.ingest.stage import IngestResult, ingest_source
 from carelink.keys import Key
 from carelink.link.stage import LinkResult, link, load_nodes
@@ -114,28 +122,42 @@ def run_link(config: PipelineConfig, run: Run, workspace: Workspace, report: Run
 
 def run_export(config: PipelineConfig, run: Run, workspace: Workspace, report: RunReport) -> None:
     export_key = workspace.resolve_key(config, "export")
-    person_map = pl.read_parquet(run.link / "person_map.parquet")
-    edges = pl.read_parquet(run.link / "edges.parquet")
-    nodes, _ = load_nodes([run.pseudonymise / s.name for s in config.sources],  # verified against manifests
-                          columns=node_column_needed)
-    check_reconciles(person_map, nodes)
-    activity = {s.name: pl.read_parquet(run.pseudonymise / s.name / "activity.parquet") for s in config.sources}
-    type1_sources = frozenset(s.name for s in config.sources if "type1_opt_out" in s.table.columns)
-    link_meta = read_parquet_metadata(run.link / "edges.parquet")
-    provenance = {"partnership": config.partnership, "linkage_key_id": link_meta.get("linkage_key_id"),
-                  "model_sha256": link_meta.get("model_sha256")}
-    purposes = config.purpose_profiles()
-    report.exports.extend(export_all(config.exports, run.export, person_map=person_map, nodes=nodes,
-                                     activity=activity, edges=edges, export_key=export_key, provenance=provenance,
-                                     type1_sources=type1_sources, purposes=purposes,
-                                     consent_resolution=config.consent_resolution,
+    report.exports.extend(export_all(config.exports, run.export, read_export_inputs(config, run), export_key=export_key,
+                                     provenance=export_provenance(config, run), purposes=config.purpose_profiles(),
                                      progress=lambda targets: _progress(list(targets), "export"),
                                      id_store=RecipientIdStore(workspace.state / "recipient_ids")))
     if report.exports:  # counted from the people table every export starts from
         report.people_by_source_count = report.exports[0].people_by_source_count
     else:
+        person_map = pl.read_parquet(run.link / "person_map.parquet", columns=["person_id", "source"])
         sources_per_person = person_map.group_by("person_id").agg(pl.col("source").n_unique().alias("n"))
         report.people_by_source_count = dict(sorted(sources_per_person.group_by("n").len().iter_rows()))
+
+
+def read_export_inputs(config: PipelineConfig, run: Run) -> ExportInputs:
+    """The run's registry, nodes, activity and edges made into what the exports share; the frames read here are let
+    go when it returns, keeping only what the exports need."""
+    person_map = pl.read_parquet(run.link / "person_map.parquet")
+    nodes, _ = load_nodes([run.pseudonymise / s.name for s in config.sources],  # verified against manifests
+                          columns=node_column_needed)
+    check_reconciles(person_map, nodes)
+    return export_inputs(
+        person_map, nodes,
+        activity={s.name: pl.read_parquet(run.pseudonymise / s.name / "activity.parquet") for s in config.sources},
+        edges=pl.read_parquet(run.link / "edges.parquet", columns=EDGE_COLUMNS_EXPORTED_FROM),
+        type1_sources=frozenset(s.name for s in config.sources if "type1_opt_out" in s.table.columns),
+        consent_resolution=config.consent_resolution)
+
+
+def export_provenance(config: PipelineConfig, run: Run) -> dict[str, Any]:
+    """What every exported table and manifest says it was made from: partnership, linkage key ID, model hash."""
+    link_meta = read_parquet_metadata(run.link / "edges.parquet")
+    return {"partnership": config.partnership, "linkage_key_id": link_meta.get("linkage_key_id"),
+            "model_sha256": link_meta.get("model_sha256")}
+
+
+#: The edge columns the export reads (each person's link quality), of the fourteen the link stage writes.
+EDGE_COLUMNS_EXPORTED_FROM = ["record_token_l", "record_token_r", "match_probability"]
 
 
 def run_stage(stage: str, config: PipelineConfig, workspace: Workspace, run: Run, report: RunReport,

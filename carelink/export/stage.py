@@ -46,8 +46,8 @@ from carelink.keys import Key
 from carelink.pseudonymise.reversible import SUFFIX as SEALED
 from carelink.tables import write_json, write_parquet_files, write_text
 
-__all__ = ["ExportResult", "RecipientIdStore", "check_reconciles", "export", "export_all", "node_column_needed",
-           "pseudonym_map", "recipient_pseudonyms", "verify_export"]
+__all__ = ["ExportInputs", "ExportResult", "RecipientIdStore", "check_reconciles", "export", "export_all",
+           "export_inputs", "node_column_needed", "pseudonym_map", "recipient_pseudonyms", "verify_export"]
 log = logging.getLogger(__name__)
 _ACTIVITY_SCHEMA = {"record_token": pl.String, "source": pl.String, "activity_date": pl.Date, "activity_type": pl.String}
 
@@ -67,11 +67,11 @@ class ExportResult:
 
 
 @dataclass(frozen=True)
-class _Shared:
-    """What every export of a run starts from, whatever its purpose and recipient."""
+class ExportInputs:
+    """What every export of a run starts from, whatever its purpose and recipient (``export_inputs``)."""
 
     person_map: pl.DataFrame
-    nodes: pl.DataFrame
+    sealed: pl.DataFrame  # record_token and any sealed identifiers of every node
     people: pl.DataFrame  # people_table: one row per person, consent resolved, nobody withheld yet
     activity: pl.DataFrame  # every activity row received, with its registry person_id (null: not in the registry)
     sources: list[str]
@@ -191,55 +191,61 @@ def export(export: ExportConfig, out_folder: Path, *, person_map: pl.DataFrame, 
     Args:
         export: The recipient, purpose and any legal basis.
         out_folder: The run's export folder; the export goes to ``<recipient>/<purpose>`` inside it.
-        person_map: The registry's record → person map (``record_token``, ``person_id``, ``source``).
-        nodes: Every source's pseudonymised records (payload and consent columns).
-        activity: Activity rows per source (``record_token``, ``activity_date``, ``activity_type``).
-        edges: Scored pairs, for each person's link quality.
+        person_map, nodes, activity, edges, type1_sources, consent_resolution: As for :func:`export_inputs`.
         export_key: The hub's export key, from which the recipient's key is derived.
         provenance: Written into the manifest and every table's metadata (partnership, key IDs, model hash).
-        type1_sources: Sources that record GP Type 1 objections; a Type 1 objection withholds their activity for
-            purposes that honour it.
         purposes: The purposes an export may name (shipped and the partnership's own).
-        consent_resolution: How opt-outs resolve (``consent.DEFAULT_RESOLUTION`` where not given).
     """
     rules = purpose_rules(export, purposes)
-    shared = _shared(person_map, nodes, activity, edges, type1_sources, consent_resolution)
-    return _export_one(export, rules, out_folder, shared, export_key, provenance)
+    inputs = export_inputs(person_map, nodes, activity, edges, type1_sources, consent_resolution)
+    return _export_one(export, rules, out_folder, inputs, export_key, provenance)
 
 
-def export_all(exports: Sequence[ExportConfig], out_folder: Path, *, person_map: pl.DataFrame,
-               nodes: pl.DataFrame, activity: dict[str, pl.DataFrame], edges: pl.DataFrame, export_key: Key,
-               provenance: dict, type1_sources: frozenset[str] = frozenset(),
-               purposes: Mapping[str, PurposeRules] = PURPOSES,
-               consent_resolution: Mapping[str, str] | None = None,
+def export_all(exports: Sequence[ExportConfig], out_folder: Path, inputs: ExportInputs, *, export_key: Key,
+               provenance: dict, purposes: Mapping[str, PurposeRules] = PURPOSES,
                progress: Callable[[Iterable[ExportConfig]], Iterable[ExportConfig]] = iter,
                id_store: RecipientIdStore | None = None) -> list[ExportResult]:
-    """Every export of a run, each as :func:`export` makes it (the same bytes), the work they share done once.
+    """Every export of a run, each as :func:`export` makes it (the same bytes), from the ``inputs`` they share.
 
-    Every export's purpose is checked before anything is computed or written. Arguments as for :func:`export`;
-    ``progress`` wraps the exports as they are made (a progress bar); ``id_store`` keeps recipients' IDs between
-    runs, so only people new to a recipient cost an HMAC.
+    Every export's purpose is checked before anything is written. Arguments as for :func:`export`; ``progress``
+    wraps the exports as they are made (a progress bar); ``id_store`` keeps recipients' IDs between runs, so only
+    people new to a recipient cost an HMAC.
 
     Raises:
         ConfigError: If an export names an unknown purpose, or a legal basis its purpose does not accept.
     """
     rules = {target: purpose_rules(target, purposes) for target in exports}
-    shared = _shared(person_map, nodes, activity, edges, type1_sources, consent_resolution)
-    return [_export_one(target, rules[target], out_folder, shared, export_key, provenance, id_store)
+    return [_export_one(target, rules[target], out_folder, inputs, export_key, provenance, id_store)
             for target in progress(exports)]
 
 
-def _shared(person_map: pl.DataFrame, nodes: pl.DataFrame, activity: dict[str, pl.DataFrame], edges: pl.DataFrame,
-            type1_sources: frozenset[str], consent_resolution: Mapping[str, str] | None) -> _Shared:
+def export_inputs(person_map: pl.DataFrame, nodes: pl.DataFrame, activity: dict[str, pl.DataFrame],
+                  edges: pl.DataFrame, type1_sources: frozenset[str] = frozenset(),
+                  consent_resolution: Mapping[str, str] | None = None) -> ExportInputs:
+    """What every export of a run starts from, computed once. It keeps only what the exports read, so the
+    caller that lets go of its frames frees the edges, the activity as delivered and the nodes' payload (about
+    4 GB at ten million records).
+
+    Args:
+        person_map: The registry's record → person map (``record_token``, ``person_id``, ``source``).
+        nodes: Every source's pseudonymised records (payload and consent columns, any sealed identifiers).
+        activity: Activity rows per source (``record_token``, ``activity_date``, ``activity_type``).
+        edges: Scored pairs (``record_token_l``, ``record_token_r``, ``match_probability``), for each person's
+            link quality.
+        type1_sources: Sources that record GP Type 1 objections; a Type 1 objection withholds their activity for
+            purposes that honour it.
+        consent_resolution: How opt-outs resolve (``consent.DEFAULT_RESOLUTION`` where not given).
+    """
     people = people_table(person_map, nodes, edges, consent_resolution)
     by_sources = dict(people.group_by("source_count").len().sort("source_count").iter_rows())
-    return _Shared(person_map=person_map, nodes=nodes, people=people,
-                   activity=_activity_rows(activity, person_map), sources=sorted(activity),
-                   type1_sources=type1_sources, consent_resolution=consent_resolution,
-                   people_by_source_count=by_sources)
+    sealed = nodes.select("record_token", *(c for c in nodes.columns if c.endswith(SEALED)))
+    return ExportInputs(person_map=person_map, sealed=sealed, people=people,
+                        activity=_activity_rows(activity, person_map), sources=sorted(activity),
+                        type1_sources=type1_sources, consent_resolution=consent_resolution,
+                        people_by_source_count=by_sources)
 
 
-def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, shared: _Shared, export_key: Key,
+def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, shared: ExportInputs, export_key: Key,
                 provenance: dict, id_store: RecipientIdStore | None = None) -> ExportResult:
     """Build, validate and publish one export from the shared inputs."""
     where = f"{export.recipient}/{export.purpose}"
@@ -247,7 +253,7 @@ def _export_one(export: ExportConfig, rules: PurposeRules, out_folder: Path, sha
     ids = keyed_ids(people.filter(pl.col("withheld_reason").is_null())["person_id"], export_key, export.recipient,
                     id_store)
     outcomes = _activity_outcomes(shared.activity, people, ids, rules, shared.type1_sources)
-    record_map = _record_map(shared.person_map, shared.nodes) if rules.record_map else None
+    record_map = _record_map(shared.person_map, shared.sealed) if rules.record_map else None
     tables, summaries = _tables(rules, people, record_map, outcomes, shared.sources, ids)
     _validate(tables, where)
     report = export_report(resolution=resolution_texts(shared.consent_resolution),

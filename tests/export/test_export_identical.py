@@ -160,14 +160,19 @@ def test_an_empty_partnership_matches_the_reference(tmp_path: Path) -> None:
         assert written["new"] == written["reference"], target
 
 
-@pytest.mark.parametrize("change", ["token_twice", "null_source", "many_sources", "hash_collision"])
+@pytest.mark.parametrize("change", ["token_twice", "null_source", "many_sources", "hash_collision", "ends_outside"])
 def test_people_on_the_fallback_paths_match_the_reference(change: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A registry holding a token twice (edges then join by token), a node without a source or more sources than
-    the bits of an integer (sources then gather as lists), person IDs whose hashes collide (people then numbered
-    by their IDs)."""
+    the bits of an integer (sources then gather as lists), person IDs and record tokens whose hashes collide
+    (people then numbered by their IDs, edge ends looked up by token), edges with ends outside the registry."""
     inputs = partnership(6, people=300)
-    person_map, nodes = inputs["person_map"], inputs["nodes"]
-    if change == "hash_collision":
+    person_map, nodes, edges = inputs["person_map"], inputs["nodes"], inputs["edges"]
+    if change == "ends_outside":  # both ends, either end, and an end whose partner is in the same person
+        tokens = person_map["record_token"]
+        outside = pl.DataFrame({"record_token_l": ["f" * 32, tokens[0], "e" * 32], "record_token_r": ["0" * 32, "1" * 32,
+                                tokens[1]], "match_weight": [1.0, 2.0, 3.0], "match_probability": [0.99, 0.98, 0.97]})
+        edges = pl.concat([edges, outside])
+    elif change == "hash_collision":
         monkeypatch.setattr(pl.Series, "hash", lambda self, *args, **kwargs: (self.str.len_bytes() % 3).cast(pl.UInt64))
     elif change == "token_twice":
         person_map = pl.concat([person_map, person_map.head(50).with_columns(pl.lit("P9999999").alias("person_id"))])
@@ -176,8 +181,8 @@ def test_people_on_the_fallback_paths_match_the_reference(change: str, monkeypat
                                    .alias("source"))
     else:
         nodes = nodes.with_columns(("s" + (pl.int_range(pl.len()) % 70).cast(pl.String)).alias("source"))
-    new = people.people_table(person_map, nodes, inputs["edges"])
-    old = frozen_stage._people(person_map, nodes, inputs["edges"])
+    new = people.people_table(person_map, nodes, edges)
+    old = frozen_stage._people(person_map, nodes, edges)
     assert new.columns == old.columns
     assert new.sort("person_id").equals(old.sort("person_id"))
 
@@ -199,10 +204,11 @@ def test_dense_rank_orders_as_the_recipient_ids() -> None:
 
 
 def test_export_all_writes_what_each_reference_export_writes(tmp_path: Path) -> None:
-    inputs = partnership(8)
+    frames = partnership(8)
     options = {"export_key": KEY, "type1_sources": frozenset({"gp"}), "provenance": {"partnership": "test"},
-               "purposes": PURPOSES, **inputs}
-    results = stage.export_all(EXPORTS, tmp_path / "all", **options)
+               "purposes": PURPOSES, **frames}
+    results = stage.export_all(EXPORTS, tmp_path / "all", _inputs(frames), export_key=KEY,
+                               provenance={"partnership": "test"}, purposes=PURPOSES)
     assert [(r.recipient, r.purpose) for r in results] == [(e.recipient, e.purpose) for e in EXPORTS]
     for target, result in zip(EXPORTS, results, strict=True):
         reference = frozen_stage.export(target, tmp_path / "reference", **options)
@@ -214,17 +220,22 @@ def test_export_all_writes_what_each_reference_export_writes(tmp_path: Path) -> 
 def test_export_all_with_an_id_store_writes_the_same_bytes_night_after_night(tmp_path: Path) -> None:
     store = pseudonyms.RecipientIdStore(tmp_path / "store")
     for night, seed in enumerate((8, 11)):  # the second night meets people known and new to the store
+        frames = partnership(seed)
         options = {"export_key": KEY, "type1_sources": frozenset({"gp"}), "provenance": {"partnership": "test"},
-                   "purposes": PURPOSES, **partnership(seed)}
-        results = stage.export_all(EXPORTS, tmp_path / f"night{night}", id_store=store, **options)
+                   "purposes": PURPOSES, **frames}
+        results = stage.export_all(EXPORTS, tmp_path / f"night{night}", _inputs(frames), id_store=store,
+                                   export_key=KEY, provenance={"partnership": "test"}, purposes=PURPOSES)
         for target, result in zip(EXPORTS, results, strict=True):
             reference = frozen_stage.export(target, tmp_path / f"reference{night}", **options)
             assert _files(result.folder) == _files(reference.folder), (night, target)
 
 
 def test_export_all_checks_every_purpose_before_writing(tmp_path: Path) -> None:
-    inputs = partnership(9, people=20)
     with pytest.raises(ConfigError, match="unknown purpose"):
-        stage.export_all([EXPORTS[0], ExportConfig("ics", "marketing")], tmp_path, export_key=KEY,
-                         provenance={}, purposes=PURPOSES, **inputs)
+        stage.export_all([EXPORTS[0], ExportConfig("ics", "marketing")], tmp_path, _inputs(partnership(9, people=20)),
+                         export_key=KEY, provenance={}, purposes=PURPOSES)
     assert list(tmp_path.iterdir()) == []
+
+
+def _inputs(frames: dict) -> stage.ExportInputs:
+    return stage.export_inputs(**frames, type1_sources=frozenset({"gp"}))
