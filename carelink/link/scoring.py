@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from carelink.link.model import Block
+from carelink.tables import cut_like
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,8 @@ _PAIR = "__pair"
 
 
 def with_node_ids(frame: pl.DataFrame) -> pl.DataFrame:
-    """``frame`` with ``node_id`` = its row number (32-bit)."""
-    return frame.with_row_index(NODE_ID).with_columns(pl.col(NODE_ID).cast(pl.Int32))
+    """``frame`` with ``node_id`` = its row number (32-bit), first, cut where ``frame``'s columns are."""
+    return frame.select(cut_like(pl.Series(NODE_ID, np.arange(frame.height, dtype=np.int32)), frame), pl.all())
 
 
 def candidate_pairs_sql(table: str, rules: tuple[Block, ...], touching: str | None = None) -> str:

@@ -33,7 +33,14 @@ from carelink.link.registry import Registry, assign_person_ids
 from carelink.link.report import write_report
 from carelink.link.scoring import NODE_ID, NodePairs, PairScorer, with_node_ids
 from carelink.pseudonymise.stage import verify_delivery
-from carelink.tables import file_sha256, read_parquet_metadata, write_json, write_parquet_files
+from carelink.tables import (
+    cut_like,
+    file_sha256,
+    in_aligned_pieces,
+    read_parquet_metadata,
+    write_json,
+    write_parquet_files,
+)
 
 log = logging.getLogger(__name__)
 #: DuckDB's memory limit unless CARELINK_DUCKDB_MEMORY_LIMIT says otherwise; beyond it DuckDB spills to disk.
@@ -77,21 +84,20 @@ def load_nodes(folders: list[Path], columns: Callable[[str], bool] | None = None
     if len(set(key_ids.values())) > 1:
         listing = ", ".join(f"{name}={key_id}" for name, key_id in sorted(key_ids.items()))
         raise IntegrityError(f"sources were pseudonymised with different linkage keys ({listing}); re-run them with one key")
-    nodes = _concat_in_one_chunk(frames)
+    nodes = _stacked(frames)
     if nodes["record_token"].n_unique() != nodes.height:
         raise IntegrityError("two sources share a record token; were the same nodes delivered twice?")
     return nodes, next(iter(key_ids.values()))
 
 
-def _concat_in_one_chunk(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    """The sources' frames (emptied from the list) as one, every column in one piece: columns computed from it then
-    share its layout, so handing it to DuckDB copies nothing (a frame whose columns are cut in different places is
-    copied whole: 6.5 GB at ten million records). Sources with sealed fields have extra columns."""
-    frame = pl.concat(frames, how="diagonal_relaxed")
+def _stacked(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """The sources' frames (emptied from the list) as one, every column cut in the same places (``tables.
+    in_aligned_pieces``; the sources' pieces as read, where they agree): columns computed from it then share its
+    layout, so handing it to DuckDB copies nothing (a frame whose columns are cut in different places is copied
+    whole: 6.5 GB at ten million records). Sources with sealed fields have extra columns."""
+    frame = pl.concat(frames, how="diagonal_relaxed", rechunk=False)
     frames.clear()
-    for name in frame.columns:  # one column at a time: the copy never holds more than one column twice
-        frame = frame.with_columns(frame[name].rechunk())
-    return frame
+    return in_aligned_pieces(frame)
 
 
 def node_hardening(folders: list[Path]) -> str:
@@ -410,7 +416,9 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
     if config.engine == "spark":
         fresh = _score_with_splink_blocking(scoring, settings, config, changed)
     else:
-        scoring = with_node_ids(scoring if changed is None else scoring.with_columns(changed.alias("changed")))
+        if changed is not None:
+            scoring = scoring.with_columns(cut_like(changed.alias("changed"), scoring))
+        scoring = with_node_ids(scoring)
         db_api, table = _open_backend(scoring, config)
         fresh = PairScorer(db_api, table, scoring, settings).score(
             rules, touching=None if changed is None else "changed")

@@ -16,7 +16,7 @@ from carelink.config import LinkageConfig, load_config
 from carelink.link import model, stage
 from carelink.link.blocking import choose_rules
 from carelink.link.model import Block
-from carelink.link.scoring import PairScorer, candidate_pairs_sql, with_node_ids
+from carelink.link.scoring import NODE_ID, PairScorer, candidate_pairs_sql, with_node_ids
 from carelink.pipeline import run_all
 from carelink.synth import generate_partnership
 from carelink.workspace import Workspace
@@ -78,6 +78,20 @@ def test_scores_equal_splinks_own_blocking_and_scoring(linked_run: Path) -> None
     assert ours.select("record_token_l", "record_token_r").equals(theirs.select("record_token_l", "record_token_r"))
     for column in ours.columns[2:]:
         assert (ours[column] - theirs[column]).abs().max() < 1e-9, column
+
+
+def test_the_scoring_frame_keeps_the_sources_pieces_so_duckdb_gets_it_without_a_copy(linked_run: Path) -> None:
+    folders = sorted((linked_run / "pseudonymise").iterdir())
+    nodes, _ = stage.load_nodes(folders)
+    pieces = [pl.read_parquet(folder / "nodes.parquet").height for folder in folders]
+    assert len(pieces) > 1 and {tuple(nodes[name].chunk_lengths()) for name in nodes.columns} == {tuple(pieces)}
+    frame = stage.model_input(nodes)
+    changed = pl.Series("changed", [i % 7 == 0 for i in range(frame.height)])
+    scoring = with_node_ids(frame.with_columns(stage.cut_like(changed, frame)))
+    assert {tuple(scoring[name].chunk_lengths()) for name in scoring.columns} == {tuple(pieces)}
+    assert scoring[NODE_ID].to_list() == list(range(frame.height))
+    arrow = scoring.to_arrow(compat_level=pl.CompatLevel.newest())
+    assert [batch.num_rows for batch in arrow.to_batches()] == pieces  # not gathered into one piece
 
 
 def test_pairs_touching_changed_records_are_those_with_one_of_them(linked_run: Path) -> None:
