@@ -376,7 +376,9 @@ def with_row_hash(frame: pl.DataFrame) -> pl.DataFrame:
     features = [c for c in frame.columns if c != "record_token"]
     parts = frame.select(pl.col(c).hash(seed=0) if isinstance(frame.schema[c], pl.List) else pl.col(c)
                          for c in features)
-    return frame.with_columns(parts.hash_rows(seed=0).alias("row_hash"))
+    # cut like the frame: a frame that once held a column in other pieces is copied whole into one piece by the
+    # next select, even after that column is dropped (6.7 GB at 10M, when node ids were added for scoring)
+    return frame.with_columns(cut_like(parts.hash_rows(seed=0).alias("row_hash"), frame))
 
 
 def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:

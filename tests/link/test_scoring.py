@@ -85,9 +85,9 @@ def test_the_scoring_frame_keeps_the_sources_pieces_so_duckdb_gets_it_without_a_
     nodes, _ = stage.load_nodes(folders)
     pieces = [pl.read_parquet(folder / "nodes.parquet").height for folder in folders]
     assert len(pieces) > 1 and {tuple(nodes[name].chunk_lengths()) for name in nodes.columns} == {tuple(pieces)}
-    frame = stage.model_input(nodes)
+    frame = stage.with_row_hash(stage.model_input(nodes))  # as link() makes it, then _score
     changed = pl.Series("changed", [i % 7 == 0 for i in range(frame.height)])
-    scoring = with_node_ids(frame.with_columns(stage.cut_like(changed, frame)))
+    scoring = with_node_ids(frame.drop("row_hash").with_columns(stage.cut_like(changed, frame)))
     assert {tuple(scoring[name].chunk_lengths()) for name in scoring.columns} == {tuple(pieces)}
     assert scoring[NODE_ID].to_list() == list(range(frame.height))
     arrow = scoring.to_arrow(compat_level=pl.CompatLevel.newest())
