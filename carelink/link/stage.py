@@ -144,10 +144,13 @@ def _db_api(engine: str, connection: Any = None):
     return DuckDBAPI(connection=connection if connection is not None else _duckdb_connection())
 
 
-def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, Any]:
+def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig,
+          open_linker: Callable[[dict[str, Any], pl.DataFrame], Any]) -> dict[str, Any]:
     """Estimate the prior, u by random sampling and m by EM on several blocks; return what was done.
 
-    Rules and blocks that generate no pairs on this data (no NHS numbers at all, say) are skipped and reported.
+    Rules and blocks that generate no pairs on this data (no NHS numbers at all, say) are skipped and reported. A
+    block with more pairs than ``config.em_max_pairs`` is trained on a sample of the records (``em_sample``) by a
+    linker of its own (``open_linker(settings, records)``), and its estimates join ``linker``'s (``_em_on_sample``).
     """
     training = linker.training
     deterministic = [rule for rule in model.DETERMINISTIC_RULES if rule.pairs(frame)]
@@ -162,11 +165,45 @@ def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig) -> dict[str, 
         if pairs < 100:
             log.info("link: EM block %s skipped (%d pairs)", block.sql(), pairs)
             continue
-        training.estimate_parameters_using_expectation_maximisation(
-            block.sql(), estimate_without_term_frequencies=True, max_pairs=min(pairs, config.em_max_pairs))
-        used.append({"block": block.sql(), "pairs": pairs, "pairs_sampled": min(pairs, config.em_max_pairs)})
+        records = em_sample(frame, pairs, config.em_max_pairs)
+        if records is frame:
+            training.estimate_parameters_using_expectation_maximisation(block.sql(),
+                                                                        estimate_without_term_frequencies=True)
+        else:
+            _em_on_sample(linker, open_linker(linker.misc.save_model_to_json(None), records), block)
+        used.append({"block": block.sql(), "pairs": pairs, "pairs_sampled": min(pairs, config.em_max_pairs),
+                     "records_sampled": records.height})
     return {"deterministic_rules": [r.sql() for r in deterministic], "em_blocks": used,
             "u_max_pairs": config.u_max_pairs}
+
+
+def em_sample(frame: pl.DataFrame, pairs: int, max_pairs: int) -> pl.DataFrame:
+    """``frame`` itself when a block's ``pairs`` are at most ``max_pairs``; else the records whose node id falls in
+    a share of sqrt(max_pairs / pairs), so about ``max_pairs`` of the block's pairs are among them (as Splink's own
+    sampling picks them, but before any query reads the records: Splink filters them inside the query that prepares
+    all of them, 97 s for the birth-date block at ten million records). The share is taken by a multiplicative hash
+    of the node id, so the same records give the same sample."""
+    if pairs <= max_pairs:
+        return frame
+    share = (max_pairs / pairs) ** 0.5
+    ids = frame[NODE_ID].to_numpy().astype(np.uint64)
+    bucket = (ids * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)  # Fibonacci hashing: the product's top 32 bits
+    return frame.filter(pl.Series(bucket < np.uint64(int(share * 2**32))))
+
+
+def _em_on_sample(linker: Any, sampled: Any, block: model.Block) -> None:
+    """Run EM for ``block`` on ``sampled`` (a linker over a sample of the records, holding ``linker``'s parameters
+    so far) and add its m estimates to ``linker``'s, which then takes each level's median over the blocks, as after
+    an EM run of its own (Splink has no public call to merge estimates, hence its private members)."""
+    sampled.training.estimate_parameters_using_expectation_maximisation(block.sql(),
+                                                                        estimate_without_term_frequencies=True)
+    ours, theirs = linker._settings_obj.comparisons, sampled._settings_obj.comparisons
+    for comparison, trained in zip(ours, theirs, strict=True):
+        for level, trained_level in zip(comparison._comparison_levels_excluding_null,
+                                        trained._comparison_levels_excluding_null, strict=True):
+            for estimate in trained_level._trained_m_probabilities:
+                level._add_trained_m_probability(estimate["probability"], estimate["description"])
+    linker._populate_m_u_from_trained_values()
 
 
 def u_without_matches(settings: dict[str, Any], floor: float = 0.25) -> dict[str, Any]:
@@ -277,7 +314,7 @@ def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, harde
              "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
              evidence.judged_by, "on" if evidence.relatives_present else "off")
     linker = fresh_linker(model.settings(dialect, evidence.relatives_present, hardening))
-    training = train(linker, frame, config) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
+    training = train(linker, frame, config, fresh_linker) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
     trained = u_without_matches(linker.misc.save_model_to_json(None))
     settings = model.with_blocking({**trained, "unique_id_column_name": "record_token"}, rules)
     _write_model(settings, model_path, nodes, key_id, config_digest, training)
