@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import gc
 import itertools
@@ -12,8 +13,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,12 +147,13 @@ def _db_api(engine: str, connection: Any = None):
 
 
 def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig,
-          open_linker: Callable[[dict[str, Any], pl.DataFrame], Any]) -> dict[str, Any]:
+          sample_linker: Callable[[dict[str, Any], pl.DataFrame], AbstractContextManager[Any]]) -> dict[str, Any]:
     """Estimate the prior, u by random sampling and m by EM on several blocks; return what was done.
 
     Rules and blocks that generate no pairs on this data (no NHS numbers at all, say) are skipped and reported. A
     block with more pairs than ``config.em_max_pairs`` is trained on a sample of the records (``em_sample``) by a
-    linker of its own (``open_linker(settings, records)``), and its estimates join ``linker``'s (``_em_on_sample``).
+    linker of its own (``with sample_linker(settings, records)``, which lets the sample go after), and its estimates
+    join ``linker``'s (``_em_on_sample``).
     """
     training = linker.training
     deterministic = [rule for rule in model.DETERMINISTIC_RULES if rule.pairs(frame)]
@@ -170,9 +173,11 @@ def train(linker: Any, frame: pl.DataFrame, config: LinkageConfig,
             training.estimate_parameters_using_expectation_maximisation(block.sql(),
                                                                         estimate_without_term_frequencies=True)
         else:
-            _em_on_sample(linker, open_linker(linker.misc.save_model_to_json(None), records), block)
+            with sample_linker(linker.misc.save_model_to_json(None), records) as sampled:
+                _em_on_sample(linker, sampled, block)
         used.append({"block": block.sql(), "pairs": pairs, "pairs_sampled": min(pairs, config.em_max_pairs),
                      "records_sampled": records.height})
+        del records  # a sample is let go before the next is taken
     return {"deterministic_rules": [r.sql() for r in deterministic], "em_blocks": used,
             "u_max_pairs": config.u_max_pairs}
 
@@ -314,12 +319,27 @@ def _train_and_save(nodes: pl.DataFrame, frame: pl.DataFrame, key_id: str, harde
              "(judged by %s): household levels %s", f"{evidence.same_person:,}", f"{evidence.judged:,}",
              evidence.judged_by, "on" if evidence.relatives_present else "off")
     linker = fresh_linker(model.settings(dialect, evidence.relatives_present, hardening))
-    training = train(linker, frame, config, fresh_linker) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
+    training = train(linker, frame, config, _sample_linker(config)) | {"households": evidence.as_dict(), "bloom_hardening": hardening}
     trained = u_without_matches(linker.misc.save_model_to_json(None))
     settings = model.with_blocking({**trained, "unique_id_column_name": "record_token"}, rules)
     _write_model(settings, model_path, nodes, key_id, config_digest, training)
     log.info("link: trained a new model (%s)", model_path)
     return settings
+
+
+def _sample_linker(config: LinkageConfig) -> Callable[[dict[str, Any], pl.DataFrame], AbstractContextManager[Any]]:
+    """Linkers over samples of the records, each on a DuckDB instance of its own that is closed after: a sample
+    registered beside the records stays as long as their instance (6.5 GB of samples at ten million records)."""
+    @contextlib.contextmanager
+    def sample_linker(settings: dict[str, Any], records: pl.DataFrame) -> Iterator[Any]:
+        db_api, table = _open_backend(records, config)
+        try:
+            yield _linker(table, {**settings, "unique_id_column_name": NODE_ID})
+        finally:
+            if config.engine != "spark":
+                db_api.duckdb_con.close()
+
+    return sample_linker
 
 
 #: The node columns clustering, the registry and the report read (the rest is needed only to score).

@@ -111,15 +111,10 @@ def test_household_evidence_on_a_sample_of_surnames_is_that_of_the_whole_datas_b
 
 def _trained_on(frame: pl.DataFrame, em_max_pairs: int) -> tuple[dict, dict]:
     """The settings and training record of a model trained on ``frame`` with EM capped at ``em_max_pairs``."""
-    opened: list[int] = []
-
-    def open_linker(settings: dict, records: pl.DataFrame = frame):
-        opened.append(records.height)
-        _, table = stage._open_backend(records, LinkageConfig(), name=f"nodes_{len(opened)}")
-        return stage._linker(table, {**settings, "unique_id_column_name": "node_id"})
-
-    linker = open_linker(model.settings("duckdb", True))
-    training = stage.train(linker, frame, LinkageConfig(em_max_pairs=em_max_pairs), open_linker)
+    config = LinkageConfig(em_max_pairs=em_max_pairs)
+    _, table = stage._open_backend(frame, config)
+    linker = stage._linker(table, {**model.settings("duckdb", True), "unique_id_column_name": "node_id"})
+    training = stage.train(linker, frame, config, stage._sample_linker(config))
     return linker.misc.save_model_to_json(None), training
 
 
