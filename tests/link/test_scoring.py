@@ -16,7 +16,7 @@ from carelink.config import LinkageConfig, load_config
 from carelink.link import model, stage
 from carelink.link.blocking import choose_rules
 from carelink.link.model import Block
-from carelink.link.scoring import NODE_ID, PairScorer, candidate_pairs_sql, with_node_ids
+from carelink.link.scoring import NODE_ID, PairScorer, candidate_pairs, candidate_pairs_sql, with_node_ids
 from carelink.pipeline import run_all
 from carelink.synth import generate_partnership
 from carelink.workspace import Workspace
@@ -42,16 +42,22 @@ def _brute_force(rows: list[dict], rules: tuple[Block, ...], touching: list[bool
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.fixed_dictionaries({"a": values, "b": values, "c": values, "touch": st.booleans()}),
-                min_size=0, max_size=14), st.booleans())
-def test_candidate_pairs_are_every_blocked_pair_once_with_its_first_rule(rows: list[dict], incremental: bool) -> None:
+                min_size=0, max_size=14), st.sampled_from(["sorted", "grouped", "touching"]))
+def test_candidate_pairs_are_every_blocked_pair_once_with_its_first_rule(rows: list[dict], way: str) -> None:
+    """Whole populations' pairs de-duplicated by sorting packed pairs, or by grouping in SQL (the way for pairs
+    touching some records, and for populations too large to pack), are the brute-force pairs."""
     frame = with_node_ids(pl.DataFrame(rows, schema={"a": pl.Int64, "b": pl.Int64, "c": pl.Int64, "touch": pl.Boolean}))
     connection = duckdb.connect()
     connection.register("nodes", frame.to_arrow())
-    sql = candidate_pairs_sql("nodes", RULES, touching="touch" if incremental else None)
-    found = connection.execute(sql).fetchall()
+    touching = "touch" if way == "touching" else None
+    if way == "grouped":
+        found = connection.execute(candidate_pairs_sql("nodes", RULES)).fetchall()
+    else:
+        found = candidate_pairs(connection, "nodes", RULES, frame.height, touching).to_pylist()
+        found = [(row["join_key_l"], row["join_key_r"], row["match_key"]) for row in found]
     got = {(a, b): int(k) for a, b, k in found}
     assert len(found) == len(got)  # each pair once
-    assert got == _brute_force(rows, RULES, [r["touch"] for r in rows] if incremental else None)
+    assert got == _brute_force(rows, RULES, [r["touch"] for r in rows] if touching else None)
 
 
 @pytest.fixture(scope="module")
