@@ -77,26 +77,32 @@ _SLICE = 1 << 24
 
 
 def candidate_pairs(connection: Any, table: str, rules: tuple[Block, ...], records: int,
-                    touching: str | None = None) -> pa.Table:
+                    touching: str | None = None, comparisons: int = 0) -> pa.Table:
     """The pairs ``candidate_pairs_sql`` describes (``join_key_l``, ``join_key_r``, ``match_key``), from a DuckDB
     ``table`` of ``records`` records.
 
     Over a whole population the pairs are de-duplicated by sorting, not grouping: each pair the rules' joins stream
     out is packed into one 64-bit integer (both node ids, then the rule index), and in the sorted integers the first
     of each pair holds its first rule. At ten million records the joins give 251M pairs for 45.7M distinct; DuckDB's
-    grouping took 164-180 s within its memory limit, this 93 s. Pairs touching a few records are few: they are
-    grouped in SQL.
+    grouping took 164-180 s within its memory limit, this 93 s. The packed pairs go into one buffer of
+    ``comparisons`` (the rules' counted pairs, at least as many as the joins give; grown if not) and are sorted in
+    place, so they are held once (2 GB at 10M). Pairs touching a few records are few: they are grouped in SQL.
     """
     if touching or records >= 1 << _ID_BITS or len(rules) >= 1 << _RULE_BITS:
         return connection.sql(candidate_pairs_sql(table, rules, touching)).to_arrow_table()
     rule_bits = np.uint64(_RULE_BITS)
     packed = (f"SELECT (a::UBIGINT << {_ID_BITS + _RULE_BITS}) | (b::UBIGINT << {_RULE_BITS}) | k::UBIGINT AS pair "
               f"FROM ({_rule_joins_sql(table, rules)})")
-    batches = connection.sql(packed).to_arrow_reader()
-    found = pl.concat([pl.from_arrow(batch.column("pair")) for batch in batches] or [pl.Series("pair", [], pl.UInt64)],
-                      rechunk=False)
-    ordered = found.sort().to_numpy()
-    del found
+    ordered = np.empty(max(comparisons, 1), dtype=np.uint64)
+    filled = 0
+    for batch in connection.sql(packed).to_arrow_reader():
+        values = batch.column("pair").to_numpy()
+        if filled + values.size > ordered.size:
+            ordered = np.resize(ordered, max(2 * ordered.size, filled + values.size))
+        ordered[filled:filled + values.size] = values
+        filled += values.size
+    ordered = ordered[:filled]
+    ordered.sort()
     first = np.empty(ordered.size, dtype=bool)
     first[:1] = True
     for start in range(1, ordered.size, _SLICE):  # a pair's first packed value differs from the one before above the rule
@@ -125,17 +131,17 @@ class PairScorer:
         self._linker = Linker(table, {**settings, "unique_id_column_name": NODE_ID}, log_level=logging.ERROR)
 
     def score(self, rules: tuple[Block, ...], *, touching: str | None = None, threshold: float = 0.5,
-              chunk_pairs: int = CHUNK_PAIRS) -> NodePairs:
+              chunk_pairs: int = CHUNK_PAIRS, comparisons: int = 0) -> NodePairs:
         """Score every candidate pair (only those touching a record with ``touching`` set, when given); return the
         pairs at or above ``threshold`` by node id, to be turned into edges (``NodePairs.edges``) once the records
-        are no longer needed."""
+        are no longer needed. ``comparisons``, the rules' counted pairs, sizes the buffer they are sorted in."""
         pairs, keys = "carelink_candidate_pairs", "carelink_blocking_keys"
         # the joins read a native table of the blocking columns alone (not the registered records, lists and all)
         columns = sorted({c for rule in rules for c in (*rule.left, *rule.right_columns)} | ({touching} - {None}))
         self._connection.execute(f"CREATE OR REPLACE TEMP TABLE {keys} AS SELECT {NODE_ID}, {', '.join(columns)} "
                                  f"FROM {self._table}")
         self._connection.register(found := "carelink_found_pairs",
-                                  candidate_pairs(self._connection, keys, rules, self._tokens.len(), touching))
+                                  candidate_pairs(self._connection, keys, rules, self._tokens.len(), touching, comparisons))
         self._connection.execute(f"DROP TABLE {keys}")
         self._connection.execute(f"CREATE OR REPLACE TEMP TABLE {pairs} AS SELECT * FROM {found}")
         self._connection.unregister(found)

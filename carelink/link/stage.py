@@ -379,7 +379,7 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     t0 = time.perf_counter()
     model_sha = file_sha256(model_path)
     # the last run's scores are passed unnamed, so that _score can let them go once it has what it keeps
-    parts, changed = _score(frame, settings, rules, config,
+    parts, changed = _score(frame, settings, rules, config, sum(comparisons.values()),
                             _previous_scores(previous, model_sha) if incremental and not trained else None)
     # what the rest needs of the records; the match features (Bloom filters, variant lists) are let go before the
     # pairs become edges by token and kept and fresh pairs are put in order (the stage's peak otherwise)
@@ -452,9 +452,11 @@ def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFram
 
 
 def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Block, ...], config: LinkageConfig,
-           baseline: tuple[pl.DataFrame, pl.DataFrame] | None) -> tuple[list[pl.DataFrame | NodePairs], int]:
+           comparisons: int, baseline: tuple[pl.DataFrame, pl.DataFrame] | None,
+           ) -> tuple[list[pl.DataFrame | NodePairs], int]:
     """Scored pairs of ``frame`` (at p >= 0.5), in parts for ``_in_token_order`` (edges, or pairs by node id on
-    DuckDB), and how many records were scored afresh.
+    DuckDB), and how many records were scored afresh. ``comparisons`` is what the rules were counted to compare
+    (before de-duplication).
 
     With ``baseline`` (the last run's population and edges, made with this model), last run's scores are kept among
     records unchanged since, and only pairs touching a new or changed record are scored.
@@ -480,7 +482,7 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
         scoring = with_node_ids(scoring)
         db_api, table = _open_backend(scoring, config)
         fresh = PairScorer(db_api, table, scoring, settings).score(
-            rules, touching=None if changed is None else "changed")
+            rules, touching=None if changed is None else "changed", comparisons=comparisons)
         db_api.duckdb_con.close()  # its tables and buffers are freed before the edges are put together
         del db_api, table, scoring
     if kept is None:

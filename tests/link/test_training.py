@@ -78,17 +78,23 @@ def test_hardened_filters_change_the_dice_sql_length() -> None:
     assert "address_bf_l[16]" in plain and "address_bf_l[16]" not in folded and "address_bf_l[8]" in folded
 
 
-def test_household_evidence_on_a_sample_of_surnames_is_that_of_the_whole_datas_blocks(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sampling surnames before Splink sees the records gives the verdict that blocking all of them with the
-    sample's condition gives."""
-    generate_partnership(tmp_path / "data", people=1500, seed=3)
+def _scoring_frame(tmp_path: Path, people: int, seed: int) -> pl.DataFrame:
+    """The model input, with node ids, of a generated partnership ingested and pseudonymised in ``tmp_path``."""
+    generate_partnership(tmp_path / "data", people=people, seed=seed)
     config, workspace = load_config(tmp_path / "data" / "pipeline.yaml"), Workspace(tmp_path / "workspace")
     run = workspace.new_run()
     for name in STAGES[:2]:
         run_stage(name, config, workspace, run, RunReport(run))
     nodes, _ = stage.load_nodes([run.pseudonymise / source.name for source in config.sources])
     frame = with_node_ids(stage.model_input(nodes))
+    return frame
+
+
+def test_household_evidence_on_a_sample_of_surnames_is_that_of_the_whole_datas_blocks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampling surnames before Splink sees the records gives the verdict that blocking all of them with the
+    sample's condition gives."""
+    frame = _scoring_frame(tmp_path, people=1500, seed=3)
     total = sum(block.pairs(frame) for block in households.HOUSEHOLD_BLOCKS)
     monkeypatch.setattr(households, "MAX_PAIRS", -(-total // 3))  # one surname in three
     opened: list[int] = []
@@ -128,13 +134,7 @@ def _weights(settings: dict) -> dict[tuple[str, str], float]:
 def test_em_on_a_sample_of_records_trains_what_em_on_every_record_trains(tmp_path: Path) -> None:
     """A block with more pairs than the cap is trained on about the cap's worth of its pairs, by a linker over a
     sample of the records, and what it learns joins the main model: the weights stay near those of EM on all."""
-    generate_partnership(tmp_path / "data", people=3000, seed=5)
-    config, workspace = load_config(tmp_path / "data" / "pipeline.yaml"), Workspace(tmp_path / "workspace")
-    run = workspace.new_run()
-    for name in STAGES[:2]:
-        run_stage(name, config, workspace, run, RunReport(run))
-    nodes, _ = stage.load_nodes([run.pseudonymise / source.name for source in config.sources])
-    frame = with_node_ids(stage.model_input(nodes))
+    frame = _scoring_frame(tmp_path, people=3000, seed=5)
     whole, whole_training = _trained_on(frame, 10**9)
     cap = 4000
     sampled, training = _trained_on(frame, cap)
