@@ -70,16 +70,16 @@ def candidate_pairs_sql(table: str, rules: tuple[Block, ...], touching: str | No
             f"FROM ({_rule_joins_sql(table, rules, touching)}) GROUP BY a, b")
 
 
-#: Bits of a packed pair (``distinct_pairs``): each node id, and the rule index below them.
+#: Bits of a packed pair (``candidate_pairs``): each node id, and the rule index below them.
 _ID_BITS, _RULE_BITS = 29, 6
 #: Packed pairs compared at once when the sorted pairs are de-duplicated (bounds the comparison's scratch memory).
 _SLICE = 1 << 24
 
 
-def candidate_pairs(connection: Any, table: str, rules: tuple[Block, ...], records: int,
-                    touching: str | None = None, comparisons: int = 0) -> pa.Table:
-    """The pairs ``candidate_pairs_sql`` describes (``join_key_l``, ``join_key_r``, ``match_key``), from a DuckDB
-    ``table`` of ``records`` records.
+def candidate_pairs(connection: Any, table: str, rules: tuple[Block, ...], records: int, into: str,
+                    touching: str | None = None, comparisons: int = 0) -> None:
+    """Create the temporary table ``into`` holding the pairs ``candidate_pairs_sql`` describes (``join_key_l``,
+    ``join_key_r``, ``match_key``), from a DuckDB ``table`` of ``records`` records.
 
     Over a whole population the pairs are de-duplicated by sorting, not grouping: each pair the rules' joins stream
     out is packed into one 64-bit integer (both node ids, then the rule index), and in the sorted integers the first
@@ -89,7 +89,8 @@ def candidate_pairs(connection: Any, table: str, rules: tuple[Block, ...], recor
     place, so they are held once (2 GB at 10M). Pairs touching a few records are few: they are grouped in SQL.
     """
     if touching or records >= 1 << _ID_BITS or len(rules) >= 1 << _RULE_BITS:
-        return connection.sql(candidate_pairs_sql(table, rules, touching)).to_arrow_table()
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS {candidate_pairs_sql(table, rules, touching)}")
+        return
     rule_bits = np.uint64(_RULE_BITS)
     packed = (f"SELECT (a::UBIGINT << {_ID_BITS + _RULE_BITS}) | (b::UBIGINT << {_RULE_BITS}) | k::UBIGINT AS pair "
               f"FROM ({_rule_joins_sql(table, rules)})")
@@ -111,11 +112,13 @@ def candidate_pairs(connection: Any, table: str, rules: tuple[Block, ...], recor
     kept = ordered[first]
     del ordered, first
     ids = kept >> rule_bits
-    return pa.table({
-        "join_key_l": (ids >> np.uint64(_ID_BITS)).astype(np.int32),
-        "join_key_r": (ids & np.uint64((1 << _ID_BITS) - 1)).astype(np.int32),
-        "match_key": pa.array((kept & np.uint64((1 << _RULE_BITS) - 1)).astype(np.int8)).cast(pa.string()),
-    })
+    found = pa.table({"a": (ids >> np.uint64(_ID_BITS)).astype(np.int32),
+                      "b": (ids & np.uint64((1 << _ID_BITS) - 1)).astype(np.int32),
+                      "k": (kept & np.uint64((1 << _RULE_BITS) - 1)).astype(np.int8)})
+    connection.register(view := f"{into}_sorted", found)
+    connection.execute(f"CREATE OR REPLACE TEMP TABLE {into} AS SELECT a AS join_key_l, b AS join_key_r, "
+                       f"CAST(k AS VARCHAR) AS match_key FROM {view}")
+    connection.unregister(view)
 
 
 class PairScorer:
@@ -140,11 +143,8 @@ class PairScorer:
         columns = sorted({c for rule in rules for c in (*rule.left, *rule.right_columns)} | ({touching} - {None}))
         self._connection.execute(f"CREATE OR REPLACE TEMP TABLE {keys} AS SELECT {NODE_ID}, {', '.join(columns)} "
                                  f"FROM {self._table}")
-        self._connection.register(found := "carelink_found_pairs",
-                                  candidate_pairs(self._connection, keys, rules, self._tokens.len(), touching, comparisons))
+        candidate_pairs(self._connection, keys, rules, self._tokens.len(), pairs, touching, comparisons)
         self._connection.execute(f"DROP TABLE {keys}")
-        self._connection.execute(f"CREATE OR REPLACE TEMP TABLE {pairs} AS SELECT * FROM {found}")
-        self._connection.unregister(found)
         try:
             total = self._connection.execute(f"SELECT count(*) FROM {pairs}").fetchone()[0]
             log.info("link: %s candidate pairs", f"{total:,}")

@@ -54,8 +54,8 @@ def test_candidate_pairs_are_every_blocked_pair_once_with_its_first_rule(rows: l
         found = connection.execute(candidate_pairs_sql("nodes", RULES)).fetchall()
     else:
         # a one-pair buffer: the sorted way grows it as the joins' pairs arrive
-        found = candidate_pairs(connection, "nodes", RULES, frame.height, touching, comparisons=1).to_pylist()
-        found = [(row["join_key_l"], row["join_key_r"], row["match_key"]) for row in found]
+        candidate_pairs(connection, "nodes", RULES, frame.height, "pairs", touching, comparisons=1)
+        found = connection.execute("SELECT join_key_l, join_key_r, match_key FROM pairs").fetchall()
     got = {(a, b): int(k) for a, b, k in found}
     assert len(found) == len(got)  # each pair once
     assert got == _brute_force(rows, RULES, [r["touch"] for r in rows] if touching else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import polars as pl
@@ -86,8 +87,7 @@ def _scoring_frame(tmp_path: Path, people: int, seed: int) -> pl.DataFrame:
     for name in STAGES[:2]:
         run_stage(name, config, workspace, run, RunReport(run))
     nodes, _ = stage.load_nodes([run.pseudonymise / source.name for source in config.sources])
-    frame = with_node_ids(stage.model_input(nodes))
-    return frame
+    return with_node_ids(stage.model_input(nodes))
 
 
 def test_household_evidence_on_a_sample_of_surnames_is_that_of_the_whole_datas_blocks(
@@ -125,7 +125,6 @@ def _trained_on(frame: pl.DataFrame, em_max_pairs: int) -> tuple[dict, dict]:
 
 
 def _weights(settings: dict) -> dict[tuple[str, str], float]:
-    import math
     return {(c["output_column_name"], level["label_for_charts"]): math.log2(level["m_probability"] / level["u_probability"])
             for c in settings["comparisons"] for level in c["comparison_levels"]
             if level.get("m_probability") and not level.get("fix_m_probability")}
