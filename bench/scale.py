@@ -53,6 +53,7 @@ def worker_carelink(folder: Path, data: Path | None = None) -> dict[str, Any]:
     carried = sum(r.records_carried for r in ours.report.pseudonymise)
     return {"imported_mb": imported_mb, "seconds": ours.seconds, "timings": ours.report.timings,
             "records_rescored": link.records_rescored, "records_carried": carried,
+            "records_with_people_carried": link.records_with_people_carried,
             "peak_mb": ours.peak_mb, "start_mb": ours.start_mb, "worker_peak_mb": ours.worker_peak_mb,
             "in_use_peak_mb": ours.in_use_peak_mb,
             "link_timings": link.timings,
@@ -111,7 +112,8 @@ def run_nights(folder: Path, records: int, seed: int, nights: int) -> None:
     for night, summary in enumerate(summaries, start=1):
         ours = _in_subprocess("carelink", folder, night_folder(folder / "data", night))
         print(f"  night {night}: {summary.records:,} records, {ours['records_carried']:,} carried by pseudonymise, "
-              f"{ours['records_rescored']:,} rescored by link")
+              f"{ours['records_rescored']:,} rescored by link, {ours['records_with_people_carried']:,} kept their "
+              "person without clustering")
         _print_carelink(ours)
 
 

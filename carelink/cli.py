@@ -512,7 +512,8 @@ def _summary(report: Any, scores: dict | None) -> str:
     link = report.link
     lines += ["", f"people found: {link.people:,} from {link.records:,} records "
               f"({link.edges:,} scored pairs; model {'trained' if link.trained else 'loaded'}; "
-              f"{link.records_rescored:,} records scored afresh)"]
+              f"{link.records_rescored:,} records scored afresh, "
+              f"{link.records_with_people_carried:,} kept last night's person without clustering)"]
     spread = "  ".join(f"{k} source{'s' if k > 1 else ''}: {v:,}" for k, v in report.people_by_source_count.items())
     lines.append(f"people by number of sources: {spread}")
     for e in report.exports:

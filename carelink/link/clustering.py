@@ -39,6 +39,20 @@ class ClusterStats:
     people_with_a_second_nhs_number: int = 0
     ambiguous_records_left_alone: int = 0
 
+    @classmethod
+    def of(cls, clusters: pl.DataFrame) -> ClusterStats:
+        """The sums of ``cluster``'s per-record ``TALLIES`` (of any rows of its output)."""
+        return cls(**{tally: int(clusters[tally].sum()) for tally in TALLIES})
+
+
+#: ``cluster``'s per-record counts of what the constraints did, each named as the ``ClusterStats`` it sums to: an
+#: edge is counted on its left end, a union on the left end of the edge that made or was refused it.
+TALLIES = tuple(ClusterStats.__dataclass_fields__)
+#: The column of ``cluster``'s output labelling each record's component of the edges at or above the threshold (all
+#: of them, conflicting or not): the smallest 64-bit hash of a record token in it, the same whatever the row order.
+#: Everything that decides a record's cluster, and the counts of what the constraints did, lies inside it.
+COMPONENT = "component"
+
 
 #: A record is ambiguous when its links to two different NHS numbers are within this many bits of each other.
 AMBIGUITY_BITS = 10.0
@@ -48,9 +62,10 @@ CLUSTER_ROW = "cluster_row"
 EXCUSING = ("given_name_token", "family_name_token", "dob_token")
 
 
-def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int], int, int]:
+def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int], list[int], list[int]]:
     """Union ``pairs`` (left index, right index, excused) in the order given, refusing unions that would give one
-    cluster two different NHS numbers unless excused; return each record's root, unions refused, numbers excused."""
+    cluster two different NHS numbers unless excused; return each record's root and the left index of every union
+    refused and of every number excused."""
     parent = list(range(len(nhs)))
     size = [1] * len(nhs)
     nhs = list(nhs)
@@ -61,7 +76,8 @@ def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int
             i = parent[i]
         return i
 
-    refused = second_numbers = 0
+    refused: list[int] = []
+    second_numbers: list[int] = []
     for left, right, excused in pairs:
         a, b = find(left), find(right)
         if a == b:
@@ -70,9 +86,9 @@ def _greedy(pairs: Iterable[tuple[int, int, bool]], nhs: list) -> tuple[list[int
             a, b = b, a
         if nhs[a] is not None and nhs[b] is not None and nhs[a] != nhs[b]:
             if not excused:
-                refused += 1
+                refused.append(left)
                 continue
-            second_numbers += 1
+            second_numbers.append(left)
         parent[b] = a
         size[a] += size[b]
         if nhs[a] is None:
@@ -90,7 +106,8 @@ def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple
     the same clusters as running it over every edge, about five times faster at 1M records (``bench/cluster.py``).
     """
     if nodes.height == 0:
-        empty = pl.DataFrame(schema={"record_token": pl.String, "cluster_id": pl.String, CLUSTER_ROW: pl.Int64})
+        empty = pl.DataFrame(schema={"record_token": pl.String, "cluster_id": pl.String, CLUSTER_ROW: pl.Int64,
+                                     COMPONENT: pl.UInt64, **dict.fromkeys(TALLIES, pl.UInt32)})
         return empty, ClusterStats(0, 0, 0)
     columns = ["nhs_number_token", *EXCUSING]
     strong = edges.lazy().select("record_token_l", "record_token_r", "match_weight", "match_probability").filter(
@@ -151,6 +168,9 @@ def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple
     ordered = zip(local[knots["_l"].to_numpy()].tolist(), local[knots["_r"].to_numpy()].tolist(),
                   knots["nhs_excused"].to_list(), strict=True)
     roots, refused, second_numbers = _greedy(ordered, nhs.gather(knotted).to_list())
+    tallies = {"edges_above_threshold": pairs["_l"], "edges_conflicting_nhs_dropped": pairs.filter("nhs_conflict")["_l"],
+               "unions_refused": knotted[refused], "people_with_a_second_nhs_number": knotted[second_numbers],
+               "ambiguous_records_left_alone": ambiguous}
     group = component.astype(np.int64)
     group[knotted] = n_components + np.asarray(roots, dtype=np.int64)
     tokens = nodes["record_token"]
@@ -164,6 +184,17 @@ def cluster(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float) -> tuple
     of_record = np.empty_like(segment)
     of_record[order] = segment
     rows = smallest.gather(of_record)
-    clusters = pl.DataFrame({"record_token": tokens, "cluster_id": tokens.gather(rows), CLUSTER_ROW: rows})
-    return clusters, ClusterStats(
-        pairs.height, pairs["nhs_conflict"].sum(), refused, second_numbers, ambiguous.len())
+    clusters = pl.DataFrame({"record_token": tokens, "cluster_id": tokens.gather(rows), CLUSTER_ROW: rows,
+                             COMPONENT: _components(pairs["_l"].to_numpy(), pairs["_r"].to_numpy(), tokens)})
+    clusters = clusters.with_columns(
+        pl.Series(tally, np.bincount(np.asarray(rows_counted, dtype=np.int64), minlength=nodes.height),
+                  dtype=pl.UInt32) for tally, rows_counted in tallies.items())
+    return clusters, ClusterStats.of(clusters)
+
+
+def _components(left: np.ndarray, right: np.ndarray, tokens: pl.Series) -> pl.Series:
+    """``COMPONENT`` of every record, from the node rows at the ends of every edge at or above the threshold."""
+    graph = coo_array((np.ones(len(left), dtype=np.int8), (left, right)), shape=(tokens.len(), tokens.len()))
+    _, component = connected_components(graph.tocsr(), directed=False)
+    hashes = pl.DataFrame({"component": component, "hash": tokens.hash(seed=0)})
+    return hashes.select(pl.col("hash").min().over("component"))["hash"].alias(COMPONENT)

@@ -59,6 +59,9 @@ class Registry:
 
     def next_number(self) -> int:
         ids = pl.concat([self.records["person_id"], self.history["person_id"]]).drop_nulls()
+        numbers = _person_numbers(ids)  # read from the bytes, where every ID has one width
+        if numbers is not None:
+            return 1 + int(numbers.max(initial=0))
         return 1 + (int(ids.str.slice(len(_PREFIX)).cast(pl.Int64).max()) if ids.len() else 0)
 
 
@@ -84,17 +87,20 @@ def _format(number: int) -> str:
     return f"{_PREFIX}{number:0{_DIGITS}d}"
 
 
-def assign_person_ids(registry: Registry, clusters: pl.DataFrame, run_id: str) -> Registry:
+def assign_person_ids(registry: Registry, clusters: pl.DataFrame, run_id: str, next_number: int = 1) -> Registry:
     """Give every cluster (``record_token``, ``cluster_id``) a stable person ID and record what changed.
+
+    New people are numbered from ``next_number`` or past the registry's own IDs, whichever is higher: a part of the
+    population assigned on its own (``link.carry``) must not reuse the numbers of the people outside it.
 
     Where the tokens, cluster IDs and person IDs are as carelink makes them, the work is done on 64-bit numbers that
     stand for them and sort as they do (``_Numbered``): joins, group-bys and sorts of ten million numbers rather than
     of ten million strings. Otherwise on the strings themselves. The same registry either way.
     """
-    numbered = _Numbered.of(registry, clusters)
+    numbered = _Numbered.of(registry, clusters, next_number)
     if numbered is None:
-        assigned, events = _assign(registry.records, registry.next_number(), clusters.select("record_token", "cluster_id"),
-                                   run_id, _formatted)
+        assigned, events = _assign(registry.records, max(registry.next_number(), next_number),
+                                   clusters.select("record_token", "cluster_id"), run_id, _formatted)
     else:
         assigned, events = _assign(numbered.records, numbered.next_number, numbered.clusters, run_id, _numbers_from)
         assigned, events = numbered.as_strings(assigned, events)
@@ -215,7 +221,7 @@ class _Numbered:
     tokens: pl.Series  # tonight's record tokens, in token order
 
     @classmethod
-    def of(cls, registry: Registry, clusters: pl.DataFrame) -> _Numbered | None:
+    def of(cls, registry: Registry, clusters: pl.DataFrame, next_number: int = 1) -> _Numbered | None:
         """The numbered records and clusters, or None where some string has no number that stands for it alone."""
         tonight, before = _token_numbers(clusters["record_token"]), _token_numbers(registry.records["record_token"])
         by_row = tonight is not None and _rows_name_cluster_ids(clusters)
@@ -236,7 +242,7 @@ class _Numbered:
             return None
         if not by_row and cluster_ids.join(tonight, on=["record_token", "_low"], how="anti").height:
             return None
-        highest = max(int(person_numbers.max(initial=0)), int(historic.max(initial=0)))
+        highest = max(int(person_numbers.max(initial=0)), int(historic.max(initial=0)), next_number - 1)
         if highest + clusters.height >= 10**_DIGITS:  # new IDs would be wider, and sort otherwise than their numbers
             return None
         records = pl.DataFrame({"record_token": before["record_token"], "person_id": person_numbers,

@@ -29,9 +29,10 @@ from carelink.config import LinkageConfig
 from carelink.errors import DataQualityError, InputFileError, IntegrityError
 from carelink.link import model
 from carelink.link.blocking import check_blocking_budget, choose_rules
-from carelink.link.clustering import EXCUSING, ClusterStats, cluster
+from carelink.link.carry import Since, assign_people, clustering_made
+from carelink.link.clustering import COMPONENT, EXCUSING, TALLIES, ClusterStats
 from carelink.link.households import household_evidence
-from carelink.link.registry import Registry, assign_person_ids
+from carelink.link.registry import Registry
 from carelink.link.report import write_report
 from carelink.link.scoring import NODE_ID, NodePairs, PairScorer, with_node_ids
 from carelink.pseudonymise.stage import verify_delivery
@@ -63,6 +64,7 @@ class LinkResult:
     cluster_stats: ClusterStats | None = None
     timings: dict[str, float] = field(default_factory=dict)
     records_rescored: int = 0
+    records_with_people_carried: int = 0
 
 
 def load_nodes(folders: list[Path], columns: Callable[[str], bool] | None = None) -> tuple[pl.DataFrame, str]:
@@ -381,8 +383,10 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     t0 = time.perf_counter()
     model_sha = file_sha256(model_path)
     # the last run's scores are passed unnamed, so that _score can let them go once it has what it keeps
-    parts, changed = _score(frame, settings, rules, config, sum(comparisons.values()),
-                            _previous_scores(previous, model_sha) if incremental and not trained else None)
+    parts, since = _score(frame, settings, rules, config, sum(comparisons.values()),
+                          _previous_scores(previous, model_sha, config.threshold)
+                          if incremental and not trained else None)
+    changed = frame.height if since is None else since.rescored
     # what the rest needs of the records; the match features (Bloom filters, variant lists) are let go before the
     # pairs become edges by token and kept and fresh pairs are put in order (the stage's peak otherwise)
     population = frame.select("record_token", "row_hash")
@@ -393,20 +397,20 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     del parts
     timings["predict"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    clusters, cluster_stats = cluster(nodes, edges, config.threshold)
-    clusters = clusters.with_columns(nodes["source"])  # in the nodes' order: no join on ten million tokens
-    timings["cluster"] = time.perf_counter() - t0
-    if clusters.height != nodes.height:
-        raise DataQualityError(f"clustering returned {clusters.height} records for {nodes.height} nodes")
-    t0 = time.perf_counter()
     prior_registry = Registry.load(previous) if previous is not None else Registry.empty()
-    registry = assign_person_ids(prior_registry, clusters, run_id)
-    timings["registry"] = time.perf_counter() - t0
+    people = assign_people(nodes, edges, config.threshold, prior_registry, run_id, since)
+    del prior_registry, since
+    registry, cluster_stats = people.registry, people.stats
+    timings["people"] = time.perf_counter() - t0
+    if registry.records.height != nodes.height:
+        raise DataQualityError(f"the registry holds {registry.records.height} records for {nodes.height} nodes")
     t0 = time.perf_counter()
     meta = {"linkage_key_id": key_id, "model_sha256": model_sha}
-    person_map = registry.records.join(clusters.select("record_token", "source"), on="record_token")
+    person_map = registry.records.join(nodes.select("record_token", "source"), on="record_token")
+    population = pl.concat([population, people.components], how="horizontal")
+    population_meta = meta | {"row_hash_format": ROW_HASH_FORMAT, "clustering": clustering_made(config.threshold)}
     write_parquet_files([(edges, out_folder / "edges.parquet", meta),
-                         (population, out_folder / "population.parquet", meta | {"row_hash_format": ROW_HASH_FORMAT}),
+                         (population, out_folder / "population.parquet", population_meta),
                          (person_map, out_folder / "person_map.parquet", meta), *registry.files(out_folder)])
     del person_map
     model_document = _read_model(model_path)
@@ -417,10 +421,11 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
                  threshold=config.threshold, cluster_stats=asdict(cluster_stats), comparisons=comparisons, run_id=run_id)
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
-    people = registry.records["person_id"].n_unique()
-    log.info("link: %d records (%d scored afresh), %d edges, %d people", nodes.height, changed, edges.height, people)
-    return LinkResult(nodes.height, edges.height, people, model_path, trained, key_id, cluster_stats, timings,
-                      records_rescored=changed)
+    person_count = registry.records["person_id"].n_unique()
+    log.info("link: %d records (%d scored afresh), %d edges, %d people", nodes.height, changed, edges.height,
+             person_count)
+    return LinkResult(nodes.height, edges.height, person_count, model_path, trained, key_id, cluster_stats, timings,
+                      records_rescored=changed, records_with_people_carried=people.carried)
 
 
 #: How ``with_row_hash`` hashes, kept in ``population.parquet``: hashes made another way are not compared.
@@ -440,8 +445,9 @@ def with_row_hash(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(cut_like(parts.hash_rows(seed=0).alias("row_hash"), frame))
 
 
-def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-    """The last run's population and scored pairs, when they were made with this model."""
+def _previous_scores(previous: Path | None, model_sha: str, threshold: float) -> tuple[pl.DataFrame, pl.DataFrame] | None:
+    """The last run's population and scored pairs, when they were made with this model; the population's
+    components (``link.carry``) only where they were made as tonight's would be."""
     if previous is None or not (previous / "population.parquet").is_file():
         return None
     if read_parquet_metadata(previous / "edges.parquet").get("model_sha256") != model_sha:
@@ -450,15 +456,18 @@ def _previous_scores(previous: Path | None, model_sha: str) -> tuple[pl.DataFram
     if read_parquet_metadata(previous / "population.parquet").get("row_hash_format") != ROW_HASH_FORMAT:
         log.info("link: the last run's records were fingerprinted another way; scoring everything")
         return None
-    return pl.read_parquet(previous / "population.parquet"), pl.read_parquet(previous / "edges.parquet")
+    population = pl.read_parquet(previous / "population.parquet")
+    if read_parquet_metadata(previous / "population.parquet").get("clustering") != clustering_made(threshold):
+        population = population.select("record_token", "row_hash")
+    return population, pl.read_parquet(previous / "edges.parquet")
 
 
 def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Block, ...], config: LinkageConfig,
            comparisons: int, baseline: tuple[pl.DataFrame, pl.DataFrame] | None,
-           ) -> tuple[list[pl.DataFrame | NodePairs], int]:
+           ) -> tuple[list[pl.DataFrame | NodePairs], Since | None]:
     """Scored pairs of ``frame`` (at p >= 0.5), in parts for ``_in_token_order`` (edges, or pairs by node id on
-    DuckDB), and how many records were scored afresh. ``comparisons`` is what the rules were counted to compare
-    (before de-duplication).
+    DuckDB), and with ``baseline`` what changed since (for ``carry.assign_people``). ``comparisons`` is what the
+    rules were counted to compare (before de-duplication).
 
     With ``baseline`` (the last run's population and edges, made with this model), last run's scores are kept among
     records unchanged since, and only pairs touching a new or changed record are scored.
@@ -467,17 +476,25 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
         changed, kept = None, None
     else:
         population, old_edges = baseline
-        changed, gone = _changes(frame.select("record_token", "row_hash"), population)
+        previous_row, gone = _changes(frame.select("record_token", "row_hash"), population)
+        changed = pl.Series(previous_row < 0)
         # a kept pair has neither end gone: a filter by the few gone tokens, not joins with the millions unchanged
         gone_tokens = gone.implode()
-        kept = old_edges.filter(~pl.col("record_token_l").is_in(gone_tokens) & ~pl.col("record_token_r").is_in(gone_tokens))
-        del baseline, population, old_edges, gone, gone_tokens  # (2.6 GB of last run's edges at 10M records)
+        lost = old_edges.select(pl.col("record_token_l").is_in(gone_tokens) | pl.col("record_token_r").is_in(gone_tokens)
+                                ).to_series()
+        kept = old_edges.filter(~lost)
+        lost_ends = old_edges.filter(lost & (old_edges["match_probability"] >= config.threshold))["record_token_l"]
+        components = population.select(COMPONENT, *TALLIES) if COMPONENT in population.columns else None
+        lost_components = (population.filter(pl.col("record_token").is_in(lost_ends.implode()))[COMPONENT]
+                           if components is not None else pl.Series(COMPONENT, [], dtype=pl.UInt64))
+        del baseline, population, old_edges, lost, lost_ends, gone_tokens  # (2.6 GB of last run's edges at 10M)
         gc.collect()
+        since = Since(previous_row, changed.to_numpy().copy(), lost_components, gone, components)
         if not changed.any():
-            return [kept], 0
+            return [kept], since
     scoring = frame.drop("row_hash")
     if config.engine == "spark":
-        fresh = _score_with_splink_blocking(scoring, settings, config, changed)
+        fresh: pl.DataFrame | NodePairs = _score_with_splink_blocking(scoring, settings, config, changed)
     else:
         if changed is not None:
             scoring = scoring.with_columns(cut_like(changed.alias("changed"), scoring))
@@ -488,15 +505,25 @@ def _score(frame: pl.DataFrame, settings: dict[str, Any], rules: tuple[model.Blo
         db_api.duckdb_con.close()  # its tables and buffers are freed before the edges are put together
         del db_api, table, scoring
     if kept is None:
-        return [fresh], frame.height
-    assert changed is not None
-    return [kept, fresh], int(changed.sum())
+        return [fresh], None
+    since.touched[_strong_rows(fresh, frame["record_token"], config.threshold)] = True
+    return [kept, fresh], since
 
 
-def _changes(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-    """Which of ``current``'s records are new or changed since ``previous`` (both ``record_token``, ``row_hash``), as
-    a mask in ``current``'s order, and the tokens of ``previous`` that are gone or changed (the ends of the pairs that
-    no longer hold).
+def _strong_rows(fresh: pl.DataFrame | NodePairs, tokens: pl.Series, threshold: float) -> np.ndarray:
+    """The rows of ``tokens`` at an end of a freshly scored pair at or above ``threshold``."""
+    if isinstance(fresh, NodePairs):
+        strong = fresh.scored.filter(pl.col("match_probability") >= threshold)
+        return np.concatenate([strong[f"{NODE_ID}_l"].to_numpy(), strong[f"{NODE_ID}_r"].to_numpy()]).astype(np.int64)
+    strong = fresh.filter(pl.col("match_probability") >= threshold)
+    ends = pl.concat([strong["record_token_l"], strong["record_token_r"]]).implode()
+    return np.flatnonzero(tokens.is_in(ends).to_numpy())
+
+
+def _changes(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[np.ndarray, pl.Series]:
+    """Each of ``current``'s records' row in ``previous`` (both ``record_token``, ``row_hash``) where it is unchanged
+    since, -1 where it is new or changed; and the tokens of ``previous`` that are gone or changed (the ends of the
+    pairs that no longer hold).
 
     A record is unchanged where both frames hold its token with the same row hash. The frames are joined on the
     64-bit hash alone and the tokens compared after (half the time of joining on both at ten million records);
@@ -505,11 +532,11 @@ def _changes(current: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, 
     pairs = current.select("row_hash", pl.col("record_token").alias("_token")).with_row_index("_row").join(
         previous.select("row_hash", "record_token").with_row_index("_previous_row"), on="row_hash", how="inner"
     ).filter(pl.col("_token") == pl.col("record_token"))
-    changed = np.ones(current.height, dtype=bool)
-    changed[pairs["_row"].to_numpy()] = False
+    previous_row = np.full(current.height, -1, dtype=np.int64)
+    previous_row[pairs["_row"].to_numpy()] = pairs["_previous_row"].to_numpy()
     gone = np.ones(previous.height, dtype=bool)
     gone[pairs["_previous_row"].to_numpy()] = False
-    return pl.Series(changed), previous["record_token"].filter(pl.Series(gone))
+    return previous_row, previous["record_token"].filter(pl.Series(gone))
 
 
 def _in_token_order(parts: list[pl.DataFrame | NodePairs]) -> pl.DataFrame:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from carelink.config import LinkageConfig, load_config
 from carelink.link import model, stage
 from carelink.link.blocking import choose_rules
+from carelink.link.carry import clustering_made
 from carelink.link.model import Block
 from carelink.link.scoring import NODE_ID, PairScorer, candidate_pairs, candidate_pairs_sql, with_node_ids
 from carelink.pipeline import run_all
@@ -124,8 +125,10 @@ def test_changes_since_last_run_are_the_new_and_changed_records_and_the_gone_one
         return pl.DataFrame({"record_token": list(rows), "row_hash": list(rows.values())},
                             schema={"record_token": pl.String, "row_hash": pl.UInt64})
 
-    changed, gone = stage._changes(population(now), population(before))
-    assert changed.to_list() == [before.get(token) != value for token, value in now.items()]
+    previous_row, gone = stage._changes(population(now), population(before))
+    assert (previous_row < 0).tolist() == [before.get(token) != value for token, value in now.items()]
+    earlier = list(before)
+    assert all(earlier[row] == token for token, row in zip(now, previous_row.tolist(), strict=True) if row >= 0)
     assert sorted(gone) == sorted(token for token, value in before.items() if now.get(token) != value)
 
 
@@ -144,8 +147,14 @@ def test_last_runs_scores_are_used_only_when_made_with_this_model_and_this_row_h
     edges = pl.DataFrame({"record_token_l": ["a"], "record_token_r": ["b"], "match_probability": [0.99]})
     write_parquet(edges, tmp_path / "edges.parquet", {"model_sha256": "m1"})
     write_parquet(population, tmp_path / "population.parquet", {"model_sha256": "m1"})  # an earlier version's
-    assert stage._previous_scores(tmp_path, "m1") is None
+    assert stage._previous_scores(tmp_path, "m1", 0.95) is None
     write_parquet(population, tmp_path / "population.parquet", {"row_hash_format": stage.ROW_HASH_FORMAT})
-    kept = stage._previous_scores(tmp_path, "m1")
+    kept = stage._previous_scores(tmp_path, "m1", 0.95)
     assert kept is not None and kept[0].equals(population)
-    assert stage._previous_scores(tmp_path, "m2") is None  # another model
+    assert stage._previous_scores(tmp_path, "m2", 0.95) is None  # another model
+    components = population.with_columns(pl.lit(7, dtype=pl.UInt64).alias("component"))
+    made = {"row_hash_format": stage.ROW_HASH_FORMAT, "clustering": clustering_made(0.95)}
+    write_parquet(components, tmp_path / "population.parquet", made)
+    assert stage._previous_scores(tmp_path, "m1", 0.95)[0].equals(components)  # type: ignore[index]
+    # components made at another threshold are not carried from; the scores still are
+    assert stage._previous_scores(tmp_path, "m1", 0.9)[0].equals(population)  # type: ignore[index]
