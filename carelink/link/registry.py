@@ -204,6 +204,30 @@ def _person_numbers(person_ids: pl.Series) -> np.ndarray | None:
     return None if spelled is None else _number(spelled, 10)
 
 
+def person_keys(person_ids: pl.Series) -> pl.Series:
+    """One 64-bit number per person ID, standing for it alone (its digits), where every ID has the registry's width;
+    else the IDs themselves (and numbers as they are): group-bys on ten million IDs then work on numbers."""
+    if person_ids.dtype.is_integer():
+        return person_ids
+    numbers = _person_numbers(person_ids)
+    return person_ids if numbers is None else pl.Series(person_ids.name, numbers)
+
+
+def rows_in(tokens: pl.Series, registry_tokens: pl.Series) -> np.ndarray | None:
+    """The row of ``tokens`` holding each of ``registry_tokens`` (a registry's, in token order), found by sorting
+    the tokens' numbers (``_token_numbers``) instead of joining ten million strings. None where the tokens are not
+    carelink's, or the two do not hold the same tokens once each."""
+    mine, theirs = _token_numbers(tokens), _token_numbers(registry_tokens)
+    if mine is None or theirs is None or mine.height != theirs.height:
+        return None
+    order = mine["record_token"].arg_sort()
+    high = mine["record_token"].gather(order)
+    if not (_strictly_increasing(high) and high.equals(theirs["record_token"])
+            and mine["_low"].gather(order).equals(theirs["_low"])):
+        return None
+    return order.to_numpy()
+
+
 def _strictly_increasing(numbers: pl.Series) -> bool:
     return numbers.len() < 2 or bool((numbers.slice(1) > numbers.slice(0, numbers.len() - 1)).all())
 

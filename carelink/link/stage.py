@@ -32,7 +32,7 @@ from carelink.link.blocking import check_blocking_budget, choose_rules
 from carelink.link.carry import Since, assign_people, clustering_made
 from carelink.link.clustering import COMPONENT, EXCUSING, TALLIES, ClusterStats
 from carelink.link.households import household_evidence
-from carelink.link.registry import Registry
+from carelink.link.registry import Registry, person_keys, rows_in
 from carelink.link.report import write_report
 from carelink.link.scoring import NODE_ID, NodePairs, PairScorer, with_node_ids
 from carelink.pseudonymise.stage import verify_delivery
@@ -406,7 +406,20 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
         raise DataQualityError(f"the registry holds {registry.records.height} records for {nodes.height} nodes")
     t0 = time.perf_counter()
     meta = {"linkage_key_id": key_id, "model_sha256": model_sha}
-    person_map = registry.records.join(nodes.select("record_token", "source"), on="record_token")
+    # each registry row's node, found by sorting numbers: no join of ten million tokens for the person map's source,
+    # and the report counts people in the nodes' order on the IDs' numbers
+    rows = rows_in(nodes["record_token"], registry.records["record_token"])
+    if rows is None:
+        person_map = registry.records.join(nodes.select("record_token", "source"), on="record_token",
+                                           maintain_order="left")
+        reported = person_map
+    else:
+        # gathered as categories: gathering ten million strings took 4.1 s, their codes 0.9 s
+        source = nodes["source"].cast(pl.Categorical).gather(rows).cast(pl.String)
+        person_map = registry.records.with_columns(source)
+        keys = person_keys(registry.records["person_id"])
+        by_node = keys.clear(nodes.height).scatter(rows, keys)
+        reported = nodes.select("record_token", "source", "age_band", "source_kind").with_columns(by_node)
     population = pl.concat([population, people.components], how="horizontal")
     population_meta = meta | {"row_hash_format": ROW_HASH_FORMAT, "clustering": clustering_made(config.threshold)}
     write_parquet_files([(edges, out_folder / "edges.parquet", meta),
@@ -417,11 +430,12 @@ def link(node_folders: list[Path], out_folder: Path, state_folder: Path, config:
     write_json(model_document, out_folder / "model.json")
     timings["write"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    write_report(out_folder, nodes=nodes, edges=edges, person_map=registry.records, model_document=model_document,
-                 threshold=config.threshold, cluster_stats=asdict(cluster_stats), comparisons=comparisons, run_id=run_id)
+    report = write_report(out_folder, nodes=nodes, edges=edges, person_map=reported, model_document=model_document,
+                          threshold=config.threshold, cluster_stats=asdict(cluster_stats), comparisons=comparisons,
+                          run_id=run_id)
     timings["report"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
-    person_count = registry.records["person_id"].n_unique()
+    person_count = report["counts"]["people"]
     log.info("link: %d records (%d scored afresh), %d edges, %d people", nodes.height, changed, edges.height,
              person_count)
     return LinkResult(nodes.height, edges.height, person_count, model_path, trained, key_id, cluster_stats, timings,

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from carelink.link.clustering import CLUSTER_ROW
-from carelink.link.registry import Registry, assign_person_ids
+from carelink.link.registry import Registry, assign_person_ids, person_keys, rows_in
 
 
 def clusters(groups: dict[str, list[str]]) -> pl.DataFrame:
@@ -235,3 +235,27 @@ def test_cluster_rows_are_trusted_only_while_they_name_the_cluster_ids() -> None
     assert not _rows_name_cluster_ids(frame.with_columns(pl.lit(99).alias(CLUSTER_ROW)))  # no such row
     first = assign_person_ids(Registry.empty(), frame.reverse(), "run1")  # falls back to reading the IDs
     assert first.records.equals(assign_person_ids(Registry.empty(), frame.drop(CLUSTER_ROW), "run1").records)
+
+
+def test_rows_in_finds_each_registry_token_among_the_nodes_or_says_it_cannot() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    halves = rng.integers(0, 2**63, (500, 2))
+    tokens = pl.Series("record_token", [f"{high:016x}{low:016x}" for high, low in halves.tolist()]).unique()
+    nodes = tokens.sample(fraction=1.0, shuffle=True, seed=1)
+    registry = tokens.sort()
+    rows = rows_in(nodes, registry)
+    assert rows is not None and nodes.gather(rows).equals(registry)
+    assert rows_in(nodes.slice(1), registry) is None  # not the same tokens
+    assert rows_in(nodes.scatter(0, "z" * 32), registry) is None  # not carelink's tokens
+    other = int(np.flatnonzero((nodes != registry[0]).to_numpy())[0])
+    assert rows_in(nodes.scatter(other, registry[0][:16] + "0" * 16), registry) is None  # a shared first half
+
+
+def test_person_keys_stand_for_ids_of_one_width_and_are_the_ids_otherwise() -> None:
+    ids = pl.Series("person_id", ["P000000012", "P000000003", "P000000012"])
+    keys = person_keys(ids)
+    assert keys.to_list() == [12, 3, 12]
+    mixed = pl.Series("person_id", ["P000000012", "P12"])
+    assert person_keys(mixed).equals(mixed)

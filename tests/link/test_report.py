@@ -36,3 +36,13 @@ def test_link_rates_count_records_whose_person_holds_others() -> None:
     assert rows["gp"]["records"] == 3 and abs(rows["gp"]["link_rate"] - 2 / 3) < 1e-12
     assert rows["acute"]["records"] == 2 and rows["acute"]["link_rate"] == 1.0
     assert linked_records(nodes, person_map, ["source"]).height == nodes.height
+
+
+def test_a_person_map_carrying_the_nodes_columns_gives_what_the_join_gives() -> None:
+    nodes = pl.DataFrame({"record_token": ["a", "b", "c", "d", "e"], "source": ["gp", "gp", "acute", "acute", "gp"]})
+    person_map = pl.DataFrame({"record_token": ["e", "d", "c", "b", "a"],
+                               "person_id": ["P000000003", "P000000002", "P000000001", "P000000002", "P000000001"]})
+    carrying = person_map.join(nodes, on="record_token", maintain_order="left")
+    joined = linked_records(nodes, person_map, ["source"])
+    assert linked_records(nodes, carrying, ["source"]).sort("source", "linked").equals(joined.sort("source", "linked"))
+    assert link_rates(nodes, carrying, "source") == link_rates(nodes, person_map, "source")
