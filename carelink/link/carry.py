@@ -93,8 +93,9 @@ def _carried(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float, prior: 
     affected = ~unchanged | since.touched | pl.Series(label).is_in(hit.implode()).to_numpy()
     rows, kept = np.flatnonzero(affected), np.flatnonzero(~affected)
     part = nodes[rows]
+    part_tokens = part["record_token"].implode()
     strong = edges.filter(pl.col("match_probability") >= threshold)
-    part_edges = strong.filter(pl.col("record_token_l").is_in(part["record_token"].implode()))
+    part_edges = strong.filter(pl.col("record_token_l").is_in(part_tokens))
     clusters, part_stats = cluster(part, part_edges, threshold)
     carried = before.select(TALLIES)[since.previous_row[kept]]
     stats = ClusterStats(**{t: getattr(part_stats, t) + int(carried[t].sum()) for t in TALLIES})
@@ -102,12 +103,12 @@ def _carried(nodes: pl.DataFrame, edges: pl.DataFrame, threshold: float, prior: 
         log.warning("link: %d strong edges where the carried components expect %d; clustering everyone",
                     strong.height, stats.edges_above_threshold)
         return None
-    outside = pl.concat([part["record_token"], since.gone]).implode()
-    records = prior.records.filter(~pl.col("record_token").is_in(outside))
+    in_part = prior.records["record_token"].is_in(part_tokens)
+    records = prior.records.filter(~in_part & ~pl.col("record_token").is_in(since.gone.implode()))
     if records.height != kept.size:
         log.warning("link: %d registry rows for %d records kept; clustering everyone", records.height, kept.size)
         return None
-    within = prior.records.filter(pl.col("record_token").is_in(part["record_token"].implode()))
+    within = prior.records.filter(in_part)
     assigned = assign_person_ids(Registry(within, prior.history), clusters, run_id, next_number=prior.next_number())
     merged = records.with_columns(pl.lit(run_id).alias("last_run")).merge_sorted(assigned.records, "record_token")
     if not merged["record_token"].is_sorted():  # tokens of another form than carelink's, sorted otherwise

@@ -467,11 +467,12 @@ def _previous_scores(previous: Path | None, model_sha: str, threshold: float) ->
     if read_parquet_metadata(previous / "edges.parquet").get("model_sha256") != model_sha:
         log.info("link: the model changed since the last run; scoring everything")
         return None
-    if read_parquet_metadata(previous / "population.parquet").get("row_hash_format") != ROW_HASH_FORMAT:
+    made = read_parquet_metadata(previous / "population.parquet")
+    if made.get("row_hash_format") != ROW_HASH_FORMAT:
         log.info("link: the last run's records were fingerprinted another way; scoring everything")
         return None
     population = pl.read_parquet(previous / "population.parquet")
-    if read_parquet_metadata(previous / "population.parquet").get("clustering") != clustering_made(threshold):
+    if made.get("clustering") != clustering_made(threshold):
         population = population.select("record_token", "row_hash")
     return population, pl.read_parquet(previous / "edges.parquet")
 
